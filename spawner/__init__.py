@@ -1,0 +1,3 @@
+"""gpupool: a Jupyter-native GPU platform."""
+
+__version__ = "0.1.0"

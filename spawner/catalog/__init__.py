@@ -1,0 +1,20 @@
+"""The catalogs in ``hub_config/``: specs, images, nodes, datasets and pool settings."""
+
+from .load import CatalogError, config_dir, load_catalog
+from .models import Catalog, Dataset, Gpu, Image, Node, PoolSettings, Spec
+from .units import format_mib, parse_size_mib
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "Dataset",
+    "Gpu",
+    "Image",
+    "Node",
+    "PoolSettings",
+    "Spec",
+    "config_dir",
+    "format_mib",
+    "load_catalog",
+    "parse_size_mib",
+]

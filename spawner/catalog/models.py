@@ -1,0 +1,154 @@
+"""The catalog as typed, immutable objects. Sizes are MiB, CPU is millicores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+GpuRuntime = Literal["nvidia", "cdi", "none"]
+Policy = Literal["binpack", "spread"]
+POLICIES: tuple[str, ...] = ("binpack", "spread")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a user asks for: "1 x A100, 20 GiB slice, 30 % of the SMs, 8 CPU, 32 GiB RAM".
+
+    In HAMi's Kubernetes terms: ``gpus`` is nvidia.com/gpu, ``gpu_memory_mib`` is
+    nvidia.com/gpumem (per GPU), ``gpu_sm_percent`` is nvidia.com/gpucores.
+    """
+
+    slug: str
+    display_name: str
+    description: str = ""
+    gpus: int = 0
+    gpu_models: tuple[str, ...] = ()  # case-insensitive substrings; empty = any model
+    gpu_memory_mib: int | None = None  # None = whole cards
+    gpu_sm_percent: int | None = None  # None = no compute limit
+    cpu_millicores: int = 1000
+    memory_mib: int = 1024
+    disk_mib: int | None = None
+    price_per_hour: float = 0.0
+    groups: tuple[str, ...] = ()  # empty = everyone
+    images: tuple[str, ...] = ()  # empty = every image that suits the spec
+
+    @property
+    def slice(self) -> bool:
+        return self.gpus > 0 and self.gpu_memory_mib is not None
+
+    @property
+    def whole_cards(self) -> bool:
+        return self.gpus > 0 and self.gpu_memory_mib is None
+
+    def matches_model(self, model: str) -> bool:
+        if not self.gpu_models:
+            return True
+        low = model.lower()
+        return any(f.lower() in low for f in self.gpu_models)
+
+    def allowed_for(self, groups: frozenset[str] | set[str], is_admin: bool = False) -> bool:
+        return is_admin or not self.groups or bool(set(self.groups) & set(groups))
+
+    def kubernetes_resources(self) -> dict[str, int]:
+        """The same request in HAMi's Kubernetes resource names (per container)."""
+        res: dict[str, int] = {
+            "cpu_millicores": self.cpu_millicores,
+            "memory_mib": self.memory_mib,
+        }
+        if self.gpus:
+            res["nvidia.com/gpu"] = self.gpus
+            if self.gpu_memory_mib is not None:
+                res["nvidia.com/gpumem"] = self.gpu_memory_mib
+            if self.gpu_sm_percent is not None:
+                res["nvidia.com/gpucores"] = self.gpu_sm_percent
+        return res
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    reference: str
+    description: str = ""
+    gpu: bool = True
+    slicing: bool = True
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    uuid: str
+    model: str
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    engine: str
+    cpu_millicores: int
+    memory_mib: int
+    address: str = "127.0.0.1"
+    tls: Tls | None = None
+    network: Literal["host", "bridge"] = "host"
+    gpu_runtime: GpuRuntime = "nvidia"
+    hami_core: str = "/usr/local/vgpu/libvgpu.so"
+    disk_mib: int | None = None
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    gpus: tuple[Gpu, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    path: str
+    format: str
+    description: str = ""
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Access:
+    admin_users: tuple[str, ...] = ()
+    admin_groups: tuple[str, ...] = ()
+    observer_users: tuple[str, ...] = ()
+    observer_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    node_policy: Policy = "binpack"
+    gpu_policy: Policy = "binpack"
+    database_url: str | None = None
+    access: Access = field(default_factory=Access)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    directory: str
+    specs: tuple[Spec, ...]
+    images: tuple[Image, ...]
+    nodes: tuple[Node, ...]
+    datasets: tuple[Dataset, ...]
+    pool: PoolSettings
+    warnings: tuple[str, ...] = ()
+
+    def spec(self, slug: str) -> Spec | None:
+        return next((s for s in self.specs if s.slug == slug), None)
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def images_for(self, spec: Spec) -> tuple[Image, ...]:
+        """Images a spec may run: those it names, else those whose kind suits it."""
+        if spec.images:
+            return tuple(i for i in self.images if i.name in spec.images)
+        return tuple(
+            i for i in self.images if (i.gpu or spec.gpus == 0) and (i.slicing or not spec.slice)
+        )

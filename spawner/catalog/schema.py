@@ -1,0 +1,181 @@
+"""JSON schemas of the catalog files. Unknown keys are refused everywhere.
+
+The schemas check shape; ``load.py`` checks meaning (units, references,
+uniqueness) and turns every problem into a message that names the file, the
+entry, the key, and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+SLUG_HELP = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+SIZE: dict[str, Any] = {
+    "type": "string",
+    "description": "a size with a unit: '512MiB', '20GiB', '2TiB'",
+}
+STR_LIST: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+SPEC: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["slug", "display_name", "cpu", "memory"],
+    "properties": {
+        "slug": {
+            "type": "string",
+            "pattern": SLUG,
+            "description": "stable id used in forms and the API",
+        },
+        "display_name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "gpus": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 16,
+            "description": "GPUs per server; 0 = CPU only",
+        },
+        "gpu_model": {
+            "description": "model filter: a substring or a list of substrings of the GPU model name",
+            "anyOf": [{"type": "string", "minLength": 1}, STR_LIST],
+        },
+        "gpu_memory": {**SIZE, "description": "GPU memory per GPU; absent = whole cards"},
+        "gpu_sm_percent": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "description": "share of each GPU's SMs",
+        },
+        "slice": {
+            "type": "boolean",
+            "description": "true when the spec shares cards (gpu_memory set)",
+        },
+        "cpu": {"type": "number", "exclusiveMinimum": 0, "description": "CPU cores"},
+        "memory": {**SIZE, "description": "RAM"},
+        "disk": {**SIZE, "description": "disk"},
+        "price_per_hour": {"type": "number", "minimum": 0},
+        "groups": {**STR_LIST, "description": "hub groups allowed; absent = everyone"},
+        "images": {
+            **STR_LIST,
+            "description": "image names allowed; absent = every image that suits",
+        },
+    },
+}
+
+IMAGE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "reference"],
+    "properties": {
+        "name": {"type": "string", "pattern": SLUG},
+        "reference": {"type": "string", "minLength": 1, "pattern": r"^[^\s]+$"},
+        "description": {"type": "string"},
+        "gpu": {"type": "boolean"},
+        "slicing": {"type": "boolean"},
+    },
+}
+
+GPU: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["index", "uuid", "model", "memory"],
+    "properties": {
+        "index": {"type": "integer", "minimum": 0},
+        "uuid": {"type": "string", "pattern": r"^(GPU|MIG)-[A-Za-z0-9-]+$"},
+        "model": {"type": "string", "minLength": 1},
+        "memory": SIZE,
+    },
+}
+
+NODE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "engine", "cpu", "memory"],
+    "properties": {
+        "name": {"type": "string", "pattern": SLUG},
+        "engine": {
+            "type": "string",
+            "pattern": r"^(unix|tcp|ssh)://.+$",
+            "description": "Docker engine URL",
+        },
+        "tls": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["ca", "cert", "key"],
+            "properties": {
+                "ca": {"type": "string"},
+                "cert": {"type": "string"},
+                "key": {"type": "string"},
+            },
+        },
+        "address": {
+            "type": "string",
+            "minLength": 1,
+            "description": "address to reach its containers",
+        },
+        "network": {"enum": ["host", "bridge"]},
+        "gpu_runtime": {"enum": ["nvidia", "cdi", "none"]},
+        "hami_core": {"type": "string", "pattern": r"^/", "description": "host path of libvgpu.so"},
+        "cpu": {"type": "number", "exclusiveMinimum": 0},
+        "memory": SIZE,
+        "disk": SIZE,
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "gpus": {"type": "array", "items": GPU},
+    },
+}
+
+DATASET: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "path", "format"],
+    "properties": {
+        "name": {"type": "string", "pattern": SLUG},
+        "description": {"type": "string"},
+        "path": {"type": "string", "pattern": r"^/", "description": "absolute path on the nodes"},
+        "format": {"enum": ["numpy", "csv", "image-folder", "parquet", "text", "other"]},
+        "read_only": {"type": "boolean"},
+    },
+}
+
+_PEOPLE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"users": STR_LIST, "groups": STR_LIST},
+}
+
+POOL: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "scheduler": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "node_policy": {"enum": ["binpack", "spread"]},
+                "gpu_policy": {"enum": ["binpack", "spread"]},
+            },
+        },
+        "database_url": {"type": "string", "minLength": 1},
+        "admins": _PEOPLE,
+        "observers": _PEOPLE,
+    },
+}
+
+
+def _file(top: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {top: {"type": "array", "items": item}},
+    }
+
+
+# file name -> (top-level key or None for a plain mapping, schema)
+FILES: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "specs.yaml": ("specs", _file("specs", SPEC)),
+    "images.yaml": ("images", _file("images", IMAGE)),
+    "nodes.yaml": ("nodes", _file("nodes", NODE)),
+    "datasets.yaml": ("datasets", _file("datasets", DATASET)),
+    "pool.yaml": (None, POOL),
+}
+REQUIRED_FILES = ("specs.yaml", "nodes.yaml")
