@@ -1,0 +1,107 @@
+"""Hub configuration from the catalog folder: the pool service, scopes, roles, tokens.
+
+``jupyterhub_config.py`` calls :func:`configure` and nothing else. Deployment facts that
+are not catalog (ports, the state folder, secrets) come from the environment:
+
+- ``GPUPOOL_CONFIG_DIR``: catalog folder (default: ``hub_config/``)
+- ``GPUPOOL_STATE_DIR``: hub database, cookie secret, pool ledger (default: ``./.state``)
+- ``GPUPOOL_IP`` / ``GPUPOOL_PORT``: public address (default 127.0.0.1:8000); the proxy API
+  listens on PORT+1, the pool service on PORT+2, the hub API on PORT+81
+- ``GPUPOOL_DB_URL``: the pool ledger's SQLAlchemy URL (default SQLite in the state folder)
+- ``GPUPOOL_USER_PASSWORD`` / ``GPUPOOL_ADMIN_PASSWORD``: SharedPasswordAuthenticator's
+  passwords, when no other authenticator is configured
+- ``GPUPOOL_API_TOKEN``: registers the service ``gpupool-automation`` with this token and
+  the pool-admin role, for scripts
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .catalog import CatalogError, config_dir, load_catalog
+from .pool.access import CUSTOM_SCOPES, pool_roles
+
+SERVICE = "gpupool"
+AUTOMATION = "gpupool-automation"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a port number") from None
+
+
+def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None:
+    """Fill a JupyterHub config object ``c`` for a gpupool hub."""
+    directory = Path(catalog_dir) if catalog_dir is not None else config_dir()
+    try:
+        catalog = load_catalog(directory)
+    except CatalogError as e:
+        raise SystemExit(str(e)) from None
+    state = Path(os.environ.get("GPUPOOL_STATE_DIR") or Path.cwd() / ".state").resolve()
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ip = os.environ.get("GPUPOOL_IP", "127.0.0.1")
+    port = _env_int("GPUPOOL_PORT", 8000)
+
+    c.JupyterHub.bind_url = f"http://{ip}:{port}"
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 81}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+
+    c.JupyterHub.custom_scopes = CUSTOM_SCOPES
+    access = catalog.pool.access
+    services: list[dict[str, Any]] = [
+        {
+            "name": SERVICE,
+            "display": True,
+            "oauth_no_confirm": True,
+            "url": f"http://127.0.0.1:{port + 2}",
+            "command": [sys.executable, "-m", "gpupool.pool.service"],
+            "environment": {
+                "GPUPOOL_CONFIG_DIR": str(directory.resolve()),
+                "GPUPOOL_STATE_DIR": str(state),
+                **(
+                    {"GPUPOOL_DB_URL": os.environ["GPUPOOL_DB_URL"]}
+                    if os.environ.get("GPUPOOL_DB_URL")
+                    else {}
+                ),
+            },
+        }
+    ]
+    admin_services = []
+    token = os.environ.get("GPUPOOL_API_TOKEN")
+    if token:
+        if len(token) < 32:
+            raise SystemExit(
+                "GPUPOOL_API_TOKEN must be at least 32 characters (try: openssl rand -hex 32)"
+            )
+        services.append({"name": AUTOMATION, "api_token": token})
+        admin_services.append(AUTOMATION)
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = pool_roles(
+        admin_users=access.admin_users,
+        admin_groups=access.admin_groups,
+        observer_users=access.observer_users,
+        observer_groups=access.observer_groups,
+        admin_services=admin_services,
+    )
+    # Groups named in pool.yaml exist from the start so admins can fill them.
+    c.JupyterHub.load_groups = {
+        g: {"users": []} for g in (*access.admin_groups, *access.observer_groups)
+    }
+
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.SharedPasswordAuthenticator.user_password = os.environ.get("GPUPOOL_USER_PASSWORD", "")
+    c.SharedPasswordAuthenticator.admin_password = os.environ.get("GPUPOOL_ADMIN_PASSWORD", "")
+    c.Authenticator.admin_users = set(access.admin_users)
+    c.Authenticator.allow_all = True
+
+    c.JupyterHub.spawner_class = "gpupool.spawner.PlaceholderSpawner"

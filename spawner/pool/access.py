@@ -1,0 +1,102 @@
+"""Who may do what in the pool: custom JupyterHub scopes, the roles that grant them,
+and the identity of a caller as the hub reports it.
+
+Least privilege: a plain user gets ``custom:gpupool:use`` (own reservations, specs,
+node capacity), an observer ``custom:gpupool:observe`` (read everything), a pool admin
+``custom:gpupool:admin`` (everything, for anyone). The pool service's own hub token
+needs no scopes beyond identifying callers' tokens, which every service may do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+USE = "custom:gpupool:use"
+OBSERVE = "custom:gpupool:observe"
+ADMIN = "custom:gpupool:admin"
+
+CUSTOM_SCOPES: dict[str, dict[str, Any]] = {
+    USE: {
+        "description": "Use the GPU pool: see specs and node capacity, reserve and release your own GPU slices.",
+    },
+    OBSERVE: {
+        "description": "Read the whole GPU pool: every node and every user's reservations (no changes).",
+    },
+    ADMIN: {
+        "description": "Administer the GPU pool: reserve and release for anyone, drain and undrain nodes.",
+        "subscopes": [USE, OBSERVE],
+    },
+}
+
+
+def pool_roles(
+    admin_users: Iterable[str] = (),
+    admin_groups: Iterable[str] = (),
+    observer_users: Iterable[str] = (),
+    observer_groups: Iterable[str] = (),
+    admin_services: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Roles for ``c.JupyterHub.load_roles``: every user may use the pool; named
+    users, groups and services observe or administer it."""
+    return [
+        # Redefines the hub's default 'user' role: its usual 'self' plus use of the pool.
+        {
+            "name": "user",
+            "description": "A hub user who may use the GPU pool",
+            "scopes": ["self", USE],
+        },
+        {
+            "name": "gpupool-observer",
+            "description": "Reads the whole GPU pool",
+            "scopes": [OBSERVE, USE],
+            "users": list(observer_users),
+            "groups": list(observer_groups),
+        },
+        {
+            "name": "gpupool-admin",
+            "description": "Administers the GPU pool",
+            "scopes": [ADMIN, "read:users:name", "read:groups:name"],
+            "users": list(admin_users),
+            "groups": list(admin_groups),
+            "services": list(admin_services),
+        },
+    ]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user or service as the hub identified it from its token."""
+
+    name: str
+    kind: str  # "user" | "service"
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_hub_model(cls, model: dict[str, Any]) -> Caller:
+        return cls(
+            name=model["name"],
+            kind=model.get("kind", "user"),
+            scopes=frozenset(model.get("scopes", ())),
+            groups=frozenset(model.get("groups") or ()),
+        )
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.scopes
+
+    @property
+    def can_observe(self) -> bool:
+        return self.is_admin or OBSERVE in self.scopes
+
+    @property
+    def can_use(self) -> bool:
+        return self.is_admin or USE in self.scopes
+
+    def may_see(self, owner: str) -> bool:
+        return self.can_observe or (self.can_use and owner == self.name)
+
+    def may_change(self, owner: str) -> bool:
+        return self.is_admin or (self.can_use and owner == self.name)

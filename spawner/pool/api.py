@@ -1,0 +1,313 @@
+"""REST API of the pool service, under ``<service prefix>/api/``.
+
+One handler class per resource, one scope check per verb, the route table at the end.
+Asking for another user's reservation answers 404, exactly as for one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tornado import web
+
+from ..catalog.models import Catalog, Spec
+from .access import Caller
+from .ledger import Ledger, LedgerError, Reservation
+from .openapi import openapi_document
+from .scheduler import Rejection
+
+ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+KINDS = ("notebook", "training", "manual")
+RESERVE_FIELDS = {"spec", "server_name", "kind", "owner", "id"}
+
+
+class ApiError(web.HTTPError):
+    """An HTTP error with a JSON body; ``extra`` is merged into it."""
+
+    def __init__(self, status: int, message: str, **extra: Any):
+        super().__init__(status, log_message=message)
+        self.message = message
+        self.extra = extra
+
+
+class PoolContext:
+    """What handlers share: the catalog, the ledger, and one thread for ledger calls
+    (blocking SQL stays off the event loop; one thread keeps writes in order)."""
+
+    def __init__(self, catalog: Catalog, ledger: Ledger, hub_auth: Any):
+        self.catalog = catalog
+        self.ledger = ledger
+        self.hub_auth = hub_auth
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-ledger")
+
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+class BaseHandler(web.RequestHandler):
+    caller: Caller
+    auth_required = True
+
+    @property
+    def ctx(self) -> PoolContext:
+        return self.settings["pool"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def prepare(self) -> None:
+        if not self.auth_required:
+            return
+        header = self.request.headers.get("Authorization", "")
+        m = re.match(r"(?:token|bearer)\s+(\S+)$", header, re.IGNORECASE)
+        if not m:
+            raise ApiError(401, "a hub token is required: send 'Authorization: token <token>'")
+        model = await self.ctx.hub_auth.user_for_token(m.group(1), sync=False)
+        if not model:
+            raise ApiError(403, "the hub does not accept this token")
+        self.caller = Caller.from_hub_model(model)
+        if not (self.caller.can_use or self.caller.can_observe):
+            raise ApiError(
+                403, "this token has no gpupool scope (custom:gpupool:use, :observe or :admin)"
+            )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        body: dict[str, Any] = {"status": status_code}
+        if isinstance(exc, ApiError):
+            body["message"] = exc.message
+            body.update(exc.extra)
+        else:
+            body["message"] = self._reason
+        self.finish(json.dumps(body))
+
+    def send(self, obj: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(obj))
+
+    def body(self, allowed: set[str]) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except json.JSONDecodeError as e:
+            raise ApiError(400, f"request body is not JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ApiError(
+                400, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            )
+        return data
+
+    def specs_for(self, caller: Caller) -> list[Spec]:
+        return [
+            s for s in self.ctx.catalog.specs if s.allowed_for(caller.groups, caller.can_observe)
+        ]
+
+
+class RootHandler(BaseHandler):
+    def get(self) -> None:
+        self.send(
+            {
+                "service": "gpupool",
+                "openapi": "openapi.json",
+                "links": ["specs", "reservations", "nodes"],
+            }
+        )
+
+
+class OpenApiHandler(BaseHandler):
+    auth_required = False
+
+    def get(self) -> None:
+        self.send(openapi_document(self.settings.get("prefix", "/")))
+
+
+def spec_json(spec: Spec, catalog: Catalog, fits: int) -> dict[str, Any]:
+    return {
+        "slug": spec.slug,
+        "display_name": spec.display_name,
+        "description": spec.description,
+        "gpus": spec.gpus,
+        "gpu_models": list(spec.gpu_models),
+        "gpu_memory_mib": spec.gpu_memory_mib,
+        "gpu_sm_percent": spec.gpu_sm_percent,
+        "slice": spec.slice,
+        "cpu_millicores": spec.cpu_millicores,
+        "memory_mib": spec.memory_mib,
+        "disk_mib": spec.disk_mib,
+        "price_per_hour": spec.price_per_hour,
+        "groups": list(spec.groups),
+        "images": [i.name for i in catalog.images_for(spec)],
+        "kubernetes": spec.kubernetes_resources(),
+        "fits_now": fits,
+    }
+
+
+class SpecsHandler(BaseHandler):
+    async def get(self) -> None:
+        specs = self.specs_for(self.caller)
+        fits = await self.ctx.run(lambda: [self.ctx.ledger.fits_now(s) for s in specs])
+        self.send({"specs": [spec_json(s, self.ctx.catalog, f) for s, f in zip(specs, fits, strict=True)]})
+
+
+class SpecHandler(BaseHandler):
+    async def get(self, slug: str) -> None:
+        spec = next((s for s in self.specs_for(self.caller) if s.slug == slug), None)
+        if spec is None:
+            raise ApiError(404, f"no spec {slug!r}")
+        fits = await self.ctx.run(self.ctx.ledger.fits_now, spec)
+        self.send(spec_json(spec, self.ctx.catalog, fits))
+
+
+class ReservationsHandler(BaseHandler):
+    async def get(self) -> None:
+        owner = self.get_argument("owner", None)
+        include_released = self.get_argument("state", "active") == "all"
+        if not self.caller.can_observe:
+            if owner not in (None, self.caller.name):
+                raise ApiError(404, f"no user {owner!r}")  # other users are not visible
+            owner = self.caller.name
+        found = await self.ctx.run(self.ctx.ledger.list, owner, not include_released)
+        self.send({"reservations": [r.to_json() for r in found]})
+
+    async def post(self) -> None:
+        if not self.caller.can_use:
+            raise ApiError(403, "reserving needs the scope custom:gpupool:use")
+        data = self.body(RESERVE_FIELDS)
+        owner = data.get("owner", self.caller.name)
+        if not isinstance(owner, str) or not owner:
+            raise ApiError(400, "owner must be a user name")
+        if owner != self.caller.name and not self.caller.is_admin:
+            raise ApiError(
+                403, "only pool admins (custom:gpupool:admin) may reserve for another user"
+            )
+        rid = data.get("id")
+        if rid is not None:
+            if not self.caller.is_admin:
+                raise ApiError(403, "only pool admins may choose a reservation id")
+            if not isinstance(rid, str) or not re.fullmatch(ID_RE, rid):
+                raise ApiError(400, f"id must match {ID_RE}")
+        kind = data.get("kind", "notebook")
+        if kind not in KINDS:
+            raise ApiError(400, f"kind {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
+        server_name = data.get("server_name", "")
+        if not isinstance(server_name, str) or len(server_name) > 255:
+            raise ApiError(400, "server_name must be a string of at most 255 characters")
+        slug = data.get("spec")
+        allowed = self.specs_for(self.caller)
+        spec = next((s for s in allowed if s.slug == slug), None)
+        if spec is None:
+            names = ", ".join(s.slug for s in allowed) or "none"
+            what = "is required" if slug is None else f"{slug!r} is not a spec you may use"
+            raise ApiError(400, f"spec {what}; allowed: {names}", allowed=[s.slug for s in allowed])
+        try:
+            result = await self.ctx.run(
+                self.ctx.ledger.reserve,
+                spec,
+                owner,
+                kind=kind,
+                server_name=server_name,
+                reservation_id=rid,
+            )
+        except LedgerError as e:
+            raise ApiError(409, str(e)) from None
+        if isinstance(result, Rejection):
+            raise ApiError(
+                503, result.message, reason=result.reason, nodes=result.to_json()["nodes"]
+            )
+        self.set_header("Location", f"reservations/{result.id}")
+        self.send(result.to_json(), status=201)
+
+
+class ReservationHandler(BaseHandler):
+    async def _find(self, rid: str) -> Reservation:
+        found = await self.ctx.run(self.ctx.ledger.get, rid)
+        if found is None or not self.caller.may_see(found.owner):
+            raise ApiError(404, f"no reservation {rid!r}")
+        return found
+
+    async def get(self, rid: str) -> None:
+        self.send((await self._find(rid)).to_json())
+
+    async def delete(self, rid: str) -> None:
+        found = await self._find(rid)
+        if not self.caller.may_change(found.owner):
+            raise ApiError(403, "observers may read reservations, not release them")
+        reason = f"released by {self.caller.name}"
+        await self.ctx.run(self.ctx.ledger.release, rid, reason)
+        self.set_status(204)
+        self.finish()
+
+
+def node_json(ledger: Ledger, name: str) -> dict[str, Any]:
+    st = ledger.state
+    i = st.index[name]
+    node = st.nodes[i]
+    return {
+        "name": node.name,
+        "state": st.status[i],
+        "labels": dict(node.labels),
+        "gpu_runtime": node.gpu_runtime,
+        "cpu_millicores": {"total": int(st.cpu_total[i]), "reserved": int(st.cpu_used[i])},
+        "memory_mib": {"total": int(st.ram_total[i]), "reserved": int(st.ram_used[i])},
+        "gpus": [
+            {
+                "index": g.index,
+                "uuid": g.uuid,
+                "model": g.model,
+                "memory_mib": g.memory_mib,
+                "reserved_memory_mib": int(st.mem_used[i, j]),
+                "reserved_sm_percent": int(st.sm_used[i, j]),
+                "reservations": int(st.holders[i, j]),
+                "whole": bool(st.whole[i, j]),
+            }
+            for j, g in enumerate(node.gpus)
+        ],
+    }
+
+
+class NodesHandler(BaseHandler):
+    async def get(self) -> None:
+        ledger = self.ctx.ledger
+        nodes = await self.ctx.run(lambda: [node_json(ledger, n.name) for n in ledger.state.nodes])
+        self.send({"nodes": nodes})
+
+
+class NodeHandler(BaseHandler):
+    async def get(self, name: str) -> None:
+        if name not in self.ctx.ledger.state.index:
+            raise ApiError(404, f"no node {name!r}")
+        self.send(await self.ctx.run(node_json, self.ctx.ledger, name))
+
+
+class NodeDrainHandler(BaseHandler):
+    async def post(self, name: str, action: str) -> None:
+        if not self.caller.is_admin:
+            raise ApiError(403, f"{action} needs the scope custom:gpupool:admin")
+        if name not in self.ctx.ledger.state.index:
+            raise ApiError(404, f"no node {name!r}")
+        await self.ctx.run(self.ctx.ledger.set_drained, name, action == "drain", self.caller.name)
+        self.send(await self.ctx.run(node_json, self.ctx.ledger, name))
+
+
+def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    api = prefix.rstrip("/") + "/api"
+    return [
+        (rf"{api}/?", RootHandler),
+        (rf"{api}/openapi\.json", OpenApiHandler),
+        (rf"{api}/specs", SpecsHandler),
+        (rf"{api}/specs/({ID_RE})", SpecHandler),
+        (rf"{api}/reservations", ReservationsHandler),
+        (rf"{api}/reservations/({ID_RE})", ReservationHandler),
+        (rf"{api}/nodes", NodesHandler),
+        (rf"{api}/nodes/({ID_RE})", NodeHandler),
+        (rf"{api}/nodes/({ID_RE})/(drain|undrain)", NodeDrainHandler),
+    ]

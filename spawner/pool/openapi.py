@@ -1,0 +1,312 @@
+"""The OpenAPI 3.1 document of the pool API, served at ``<prefix>/api/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERR = _ref("Error")
+_ERRORS = {
+    "401": _json(_ERR, "No token was sent"),
+    "403": _json(_ERR, "The token lacks the scope this needs"),
+}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["status", "message"],
+        "properties": {
+            "status": {"type": "integer"},
+            "message": {"type": "string", "description": "what was wrong and what is allowed"},
+            "allowed": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Capacity": {
+        "type": "object",
+        "description": "Nothing fits now: the reason is 'capacity', with one line per node.",
+        "required": ["status", "reason", "message", "nodes"],
+        "properties": {
+            "status": {"type": "integer", "const": 503},
+            "reason": {"type": "string", "const": "capacity"},
+            "message": {"type": "string"},
+            "nodes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"node": {"type": "string"}, "why": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "GpuShare": {
+        "type": "object",
+        "properties": {
+            "uuid": {"type": "string"},
+            "index": {"type": "integer"},
+            "memory_mib": {"type": "integer"},
+            "sm": {"type": "integer", "description": "SM percent reserved on this GPU"},
+            "whole": {"type": "boolean"},
+        },
+    },
+    "Spec": {
+        "type": "object",
+        "properties": {
+            "slug": {"type": "string"},
+            "display_name": {"type": "string"},
+            "description": {"type": "string"},
+            "gpus": {"type": "integer"},
+            "gpu_models": {"type": "array", "items": {"type": "string"}},
+            "gpu_memory_mib": {"type": ["integer", "null"]},
+            "gpu_sm_percent": {"type": ["integer", "null"]},
+            "slice": {"type": "boolean"},
+            "cpu_millicores": {"type": "integer"},
+            "memory_mib": {"type": "integer"},
+            "disk_mib": {"type": ["integer", "null"]},
+            "price_per_hour": {"type": "number"},
+            "groups": {"type": "array", "items": {"type": "string"}},
+            "images": {"type": "array", "items": {"type": "string"}},
+            "kubernetes": {
+                "type": "object",
+                "description": "the same request in HAMi resource names",
+            },
+            "fits_now": {"type": "integer", "description": "how many more fit right now"},
+        },
+    },
+    "ReservationRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["spec"],
+        "properties": {
+            "spec": {"type": "string"},
+            "server_name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["notebook", "training", "manual"]},
+            "owner": {"type": "string", "description": "admins only"},
+            "id": {"type": "string", "description": "admins only"},
+        },
+    },
+    "Reservation": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "owner": {"type": "string"},
+            "spec": {"type": "string"},
+            "kind": {"type": "string"},
+            "server_name": {"type": "string"},
+            "node": {"type": "string"},
+            "gpus": {"type": "array", "items": _ref("GpuShare")},
+            "cpu_millicores": {"type": "integer"},
+            "memory_mib": {"type": "integer"},
+            "disk_mib": {"type": "integer"},
+            "price_per_hour": {"type": "number"},
+            "container": {"type": ["string", "null"]},
+            "state": {"type": "string", "enum": ["active", "released"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "released_at": {"type": ["string", "null"], "format": "date-time"},
+            "release_reason": {"type": ["string", "null"]},
+        },
+    },
+    "Node": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "state": {"type": "string", "enum": ["up", "draining", "down"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "gpu_runtime": {"type": "string"},
+            "cpu_millicores": {"type": "object"},
+            "memory_mib": {"type": "object"},
+            "gpus": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+}
+
+
+def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
+    server = prefix.rstrip("/") + "/api"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gpupool pool API",
+            "version": __version__,
+            "description": "GPU specs, reservations and nodes of a gpupool JupyterHub. "
+            "Authenticate with a hub token: 'Authorization: token <token>'. "
+            "Scopes: custom:gpupool:use (own reservations), custom:gpupool:observe (read all), "
+            "custom:gpupool:admin (everything). Another user's reservation answers 404.",
+        },
+        "servers": [{"url": server}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "hubToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
+            },
+        },
+        "security": [{"hubToken": []}],
+        "paths": {
+            "/": {
+                "get": {
+                    "summary": "Index of the API",
+                    "responses": {"200": {"description": "links"}, **_ERRORS},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI"}},
+                }
+            },
+            "/specs": {
+                "get": {
+                    "summary": "Specs you may use, each with how many more fit right now",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"specs": {"type": "array", "items": _ref("Spec")}},
+                            },
+                            "specs",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/specs/{slug}": {
+                "get": {
+                    "summary": "One spec",
+                    "parameters": [
+                        {
+                            "name": "slug",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Spec"), "the spec"),
+                        "404": _json(_ERR, "no such spec for you"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/reservations": {
+                "get": {
+                    "summary": "Your reservations (all users' with custom:gpupool:observe)",
+                    "parameters": [
+                        {"name": "owner", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["active", "all"]},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "reservations": {"type": "array", "items": _ref("Reservation")}
+                                },
+                            },
+                            "reservations",
+                        ),
+                        **_ERRORS,
+                    },
+                },
+                "post": {
+                    "summary": "Reserve GPUs for a spec (atomic; never oversubscribes)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ReservationRequest")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("Reservation"), "placed"),
+                        "400": _json(
+                            _ERR, "unknown field, spec or kind; the message lists what is allowed"
+                        ),
+                        "409": _json(_ERR, "reservation id already used"),
+                        "503": _json(_ref("Capacity"), "nothing fits now"),
+                        **_ERRORS,
+                    },
+                },
+            },
+            "/reservations/{id}": {
+                "get": {
+                    "summary": "One reservation",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json(_ref("Reservation"), "found"),
+                        "404": _json(_ERR, "not found or not yours"),
+                        **_ERRORS,
+                    },
+                },
+                "delete": {
+                    "summary": "Release a reservation (releasing a released one succeeds)",
+                    "parameters": [_ID],
+                    "responses": {
+                        "204": {"description": "released"},
+                        "404": _json(_ERR, "not found or not yours"),
+                        **_ERRORS,
+                    },
+                },
+            },
+            "/nodes": {
+                "get": {
+                    "summary": "Nodes with their GPUs and what is reserved on them",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"nodes": {"type": "array", "items": _ref("Node")}},
+                            },
+                            "nodes",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/nodes/{name}": {
+                "get": {
+                    "summary": "One node",
+                    "parameters": [_NAME],
+                    "responses": {
+                        "200": _json(_ref("Node"), "found"),
+                        "404": _json(_ERR, "no such node"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/nodes/{name}/drain": {
+                "post": {
+                    "summary": "Stop placing new work on a node (running work stays)",
+                    "parameters": [_NAME],
+                    "responses": {
+                        "200": _json(_ref("Node"), "drained"),
+                        "404": _json(_ERR, "no such node"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/nodes/{name}/undrain": {
+                "post": {
+                    "summary": "Place work on a node again",
+                    "parameters": [_NAME],
+                    "responses": {
+                        "200": _json(_ref("Node"), "undrained"),
+                        "404": _json(_ERR, "no such node"),
+                        **_ERRORS,
+                    },
+                }
+            },
+        },
+    }

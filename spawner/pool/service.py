@@ -1,0 +1,190 @@
+"""The pool service: a hub-managed JupyterHub service, the single writer of cluster state.
+
+Started by the hub (see ``gpupool.hub.configure``) with the usual service environment
+(``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVICE_URL``,
+``JUPYTERHUB_SERVICE_PREFIX``); every setting below can also be given as
+``--PoolService.<name>=<value>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Integer, Unicode, default, validate
+from traitlets.config import Application
+
+from .. import __version__
+from ..catalog import CatalogError, config_dir, load_catalog
+from .api import PoolContext, routes
+from .ledger import Ledger
+from .scheduler import POLICIES
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("GPUPOOL_STATE_DIR") or Path.cwd() / ".state")
+
+
+def default_database_url(catalog_url: str | None = None) -> str:
+    """``GPUPOOL_DB_URL``, else the catalog's ``database_url``, else SQLite in the state folder."""
+    return (
+        os.environ.get("GPUPOOL_DB_URL")
+        or catalog_url
+        or f"sqlite:///{default_state_dir() / 'gpupool.sqlite'}"
+    )
+
+
+class PoolService(Application):
+    name = "gpupool-pool"
+    description = "The gpupool pool service: specs, reservations, nodes."
+    version = __version__
+
+    config_dir = Unicode(
+        help="""Folder with the catalogs (specs.yaml, nodes.yaml, images.yaml, datasets.yaml, pool.yaml).
+
+        Defaults to $GPUPOOL_CONFIG_DIR, else the hub_config/ folder beside jupyterhub_config.py.
+        """,
+    ).tag(config=True)
+
+    @default("config_dir")
+    def _config_dir_default(self) -> str:
+        return str(config_dir())
+
+    database_url = Unicode(
+        help="""SQLAlchemy URL of the ledger.
+
+        Defaults to $GPUPOOL_DB_URL, else ``database_url`` in pool.yaml, else
+        ``sqlite:///$GPUPOOL_STATE_DIR/gpupool.sqlite``. PostgreSQL:
+        ``postgresql+psycopg://user:password@host/db``. Reservations live here and
+        survive restarts of the service and of the hub.
+        """,
+    ).tag(config=True)
+
+    node_policy = Unicode(
+        "",
+        help="""Override pool.yaml's scheduler.node_policy: 'binpack' (busiest node that fits)
+        or 'spread' (emptiest node). Empty: use pool.yaml.""",
+    ).tag(config=True)
+
+    gpu_policy = Unicode(
+        "",
+        help="""Override pool.yaml's scheduler.gpu_policy: 'binpack' (busiest card that fits)
+        or 'spread' (emptiest card). Empty: use pool.yaml.""",
+    ).tag(config=True)
+
+    @validate("node_policy", "gpu_policy")
+    def _check_policy(self, proposal: Any) -> str:
+        if proposal.value and proposal.value not in POLICIES:
+            raise ValueError(
+                f"PoolService.{proposal.trait.name} = {proposal.value!r}; allowed: {', '.join(POLICIES)}"
+            )
+        return proposal.value
+
+    bind_url = Unicode(
+        help="URL to listen on. Defaults to $JUPYTERHUB_SERVICE_URL, else http://127.0.0.1:10102.",
+    ).tag(config=True)
+
+    @default("bind_url")
+    def _bind_url_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")
+
+    prefix = Unicode(
+        help="URL prefix the proxy forwards. Defaults to $JUPYTERHUB_SERVICE_PREFIX, else /services/gpupool/.",
+    ).tag(config=True)
+
+    @default("prefix")
+    def _prefix_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/gpupool/")
+
+    auth_cache_seconds = Integer(
+        60,
+        help="How long a token the hub identified is trusted before asking the hub again.",
+    ).tag(config=True)
+
+    aliases = {
+        "config-dir": "PoolService.config_dir",
+        "db": "PoolService.database_url",
+        "bind-url": "PoolService.bind_url",
+        "log-level": "Application.log_level",
+    }
+
+    def make_app(self, hub_auth: Any | None = None) -> web.Application:
+        try:
+            catalog = load_catalog(self.config_dir)
+        except CatalogError as e:
+            self.log.critical("%s", e)
+            raise SystemExit(2) from None
+        for w in catalog.warnings:
+            self.log.warning("catalog: %s", w)
+        url = self.database_url or default_database_url(catalog.pool.database_url)
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(
+            url, catalog, node_policy=self.node_policy or None, gpu_policy=self.gpu_policy or None
+        )
+        for rid, why in self.ledger.orphans.items():
+            self.log.warning("reservation %s kept but not placed: %s", rid, why)
+        if hub_auth is None:
+            from jupyterhub.services.auth import HubAuth
+
+            hub_auth = HubAuth(cache_max_age=self.auth_cache_seconds)
+        ctx = PoolContext(catalog, self.ledger, hub_auth)
+        self.log.info(
+            "pool: %d nodes, %d GPUs, %d specs, %d active reservations, ledger %s, policies node=%s gpu=%s",
+            len(catalog.nodes),
+            sum(len(n.gpus) for n in catalog.nodes),
+            len(catalog.specs),
+            len(self.ledger.state.placements),
+            self.ledger.engine.url.render_as_string(hide_password=True),
+            self.ledger.node_policy,
+            self.ledger.gpu_policy,
+        )
+        return web.Application(
+            routes(self.prefix), pool=ctx, prefix=self.prefix, log_function=self._log_request
+        )
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        status = handler.get_status()
+        level = self.log.info if status < 400 else self.log.warning
+        if status >= 500 and status != 503:
+            level = self.log.error
+        level(
+            "%d %s %s %.1fms",
+            status,
+            handler.request.method,
+            handler.request.path,
+            1000 * handler.request.request_time(),
+        )
+
+    async def serve(self) -> None:
+        app = self.make_app()
+        url = urlparse(self.bind_url)
+        server = HTTPServer(app, xheaders=True)
+        server.listen(url.port or 80, url.hostname or "127.0.0.1")
+        self.log.info(
+            "gpupool pool service listening on %s%s", self.bind_url.rstrip("/"), self.prefix
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.stop()
+        self.ledger.close()
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+
+def main(argv: list[str] | None = None) -> None:
+    PoolService.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()
