@@ -155,7 +155,9 @@ class SpecsHandler(BaseHandler):
     async def get(self) -> None:
         specs = self.specs_for(self.caller)
         fits = await self.ctx.run(lambda: [self.ctx.ledger.fits_now(s) for s in specs])
-        self.send({"specs": [spec_json(s, self.ctx.catalog, f) for s, f in zip(specs, fits, strict=True)]})
+        self.send(
+            {"specs": [spec_json(s, self.ctx.catalog, f) for s, f in zip(specs, fits, strict=True)]}
+        )
 
 
 class SpecHandler(BaseHandler):

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -203,6 +204,7 @@ class Ledger:
         self._pg = self.engine.dialect.name == "postgresql"
         self._lock = threading.RLock()
         self._generation: int | None = None
+        self.last_decision_ns = 0  # how long the last scheduler decision took (for `gpupool plan`)
         self.orphans: dict[str, str] = {}  # reservation id -> why it could not be applied
         with self._lock, self._tx() as conn:
             metadata.create_all(conn)
@@ -369,7 +371,9 @@ class Ledger:
         with self._write() as conn:
             if conn.execute(select(reservations.c.id).where(reservations.c.id == rid)).first():
                 raise LedgerError(f"reservation id {rid!r} is already used")
+            t0 = time.perf_counter_ns()
             decision = place(self.state, req, self.node_policy, self.gpu_policy)
+            self.last_decision_ns = time.perf_counter_ns() - t0
             if isinstance(decision, Rejection):
                 conn.info["unchanged"] = True
                 return decision

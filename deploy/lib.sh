@@ -1,0 +1,72 @@
+# Shared setup for deploy/quickstart.sh and tests/run.sh: installs what gpupool needs on a
+# fresh Debian-like machine, idempotently. Source it; do not run it.
+# shellcheck shell=bash
+
+GPUPOOL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${GPUPOOL_VENV:-$GPUPOOL_ROOT/.venv}"
+TOOLS="$GPUPOOL_ROOT/.tools"
+
+say() { printf '\033[1m[gpupool]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[gpupool] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+_apt_updated=""
+apt_install() {
+    # apt_install PKG...: install Debian packages (root only; otherwise say what to install)
+    if [ "$(id -u)" != 0 ]; then
+        die "missing: $*. Install them (as root: apt-get install -y $*) and run again."
+    fi
+    command -v apt-get >/dev/null || die "missing: $*, and this is not a Debian-like system (no apt-get). Install them and run again."
+    if [ -z "$_apt_updated" ]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        _apt_updated=1
+    fi
+    say "installing Debian packages: $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_python() {
+    command -v python3 >/dev/null || apt_install python3 python3-venv python3-pip
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "Python 3.10 or newer is needed (found $(python3 --version))"
+    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+}
+
+ensure_venv() {
+    # ensure_venv EXTRAS: a virtual environment with gpupool installed (editable) with those extras
+    local extras="$1"
+    ensure_python
+    [ -x "$VENV/bin/python" ] || { say "creating $VENV"; python3 -m venv "$VENV"; }
+    local stamp="$VENV/.gpupool-$extras"
+    local want
+    want="$(cat "$GPUPOOL_ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$VENV/bin/python" -c 'import gpupool' 2>/dev/null; then
+        say "installing gpupool[$extras] into $VENV (a minute or two the first time)"
+        local log="$VENV/pip-install.log"
+        if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$GPUPOOL_ROOT[$extras]" >"$log" 2>&1; then
+            grep -v '^WARNING: Location' "$log" | tail -30 >&2
+            die "pip install failed (full log: $log)"
+        fi
+        echo "$want" >"$stamp"
+    fi
+    export PATH="$VENV/bin:$PATH"
+}
+
+ensure_proxy() {
+    # configurable-http-proxy, the proxy JupyterHub drives; installed locally under .tools/
+    if command -v configurable-http-proxy >/dev/null; then return; fi
+    if [ -x "$TOOLS/node_modules/.bin/configurable-http-proxy" ]; then
+        export PATH="$TOOLS/node_modules/.bin:$PATH"; return
+    fi
+    command -v npm >/dev/null || apt_install nodejs npm
+    say "installing configurable-http-proxy into $TOOLS"
+    mkdir -p "$TOOLS"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS" configurable-http-proxy >/dev/null 2>&1 \
+        || die "npm install configurable-http-proxy failed (is the npm registry reachable?)"
+    export PATH="$TOOLS/node_modules/.bin:$PATH"
+}
+
+ensure_postgres_server() {
+    # the tests start their own PostgreSQL; they need the server binaries
+    if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then return; fi
+    apt_install postgresql
+}

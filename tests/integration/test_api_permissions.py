@@ -1,0 +1,242 @@
+"""The pool API through a real JupyterHub and configurable-http-proxy: who may do what.
+
+Callers: user A, user B, a pool admin (group gpupool-admins), an observer (group
+gpupool-observers), the automation token (GPUPOOL_API_TOKEN), a user token without any
+gpupool scope, and no token. Another user's reservation answers 404 exactly like one
+that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from tests.support.hub import Hub
+
+pytestmark = pytest.mark.hub
+
+
+@dataclass
+class Callers:
+    a: str
+    b: str
+    admin: str
+    observer: str
+    power: str
+    automation: str
+    noscope: str
+
+
+@pytest.fixture(scope="module")
+def who(hub: Hub) -> Callers:
+    return Callers(
+        a=hub.user_token("alice"),
+        b=hub.user_token("bob"),
+        admin=hub.user_token("ada", groups=("gpupool-admins",)),
+        observer=hub.user_token("otto", groups=("gpupool-observers",)),
+        power=hub.user_token("pat", groups=("gpu-power-users",)),
+        automation=hub.automation_token,
+        noscope=hub.user_token("carol", scopes=["read:users:name!user"]),
+    )
+
+
+def call(hub: Hub, method: str, path: str, token: str | None, **kw) -> requests.Response:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.request(method, f"{hub.pool}{path}", headers=headers, timeout=30, **kw)
+
+
+@pytest.fixture
+def clean(hub: Hub, who: Callers) -> Iterator[None]:
+    yield
+    for r in call(hub, "GET", "/reservations", who.admin).json()["reservations"]:
+        call(hub, "DELETE", f"/reservations/{r['id']}", who.admin)
+    for n in ("node-a", "node-b"):
+        call(hub, "POST", f"/nodes/{n}/undrain", who.admin)
+
+
+def test_no_token_and_no_scope(hub: Hub, who: Callers) -> None:
+    for path in ("/", "/specs", "/reservations", "/nodes", "/nodes/node-a", "/reservations/x"):
+        r = call(hub, "GET", path, None)
+        assert r.status_code == 401, path
+        assert "token" in r.json()["message"]
+        r = call(hub, "GET", path, who.noscope)
+        assert r.status_code == 403, path
+        assert "custom:gpupool" in r.json()["message"]
+    assert call(hub, "POST", "/reservations", None, json={"spec": "cpu-1"}).status_code == 401
+    assert (
+        call(hub, "POST", "/reservations", who.noscope, json={"spec": "cpu-1"}).status_code == 403
+    )
+    assert call(hub, "GET", "/specs", "not-a-real-token").status_code == 403
+
+
+def test_openapi_is_public_and_valid(hub: Hub) -> None:
+    from openapi_spec_validator import validate
+
+    r = requests.get(f"{hub.pool}/openapi.json", timeout=10)
+    assert r.status_code == 200
+    doc = r.json()
+    validate(doc)
+    assert doc["servers"][0]["url"] == "/services/gpupool/api"
+
+
+def test_specs_filtered_by_group(hub: Hub, who: Callers) -> None:
+    plain = {s["slug"] for s in call(hub, "GET", "/specs", who.a).json()["specs"]}
+    assert plain == {"cpu-1", "a100-40g", "a100-1x"}
+    power = {s["slug"] for s in call(hub, "GET", "/specs", who.power).json()["specs"]}
+    assert power == plain | {"a100-2x"}
+    for t in (who.admin, who.observer, who.automation):
+        assert {s["slug"] for s in call(hub, "GET", "/specs", t).json()["specs"]} == power
+    assert call(hub, "GET", "/specs/a100-2x", who.a).status_code == 404
+    assert call(hub, "GET", "/specs/a100-2x", who.power).json()["fits_now"] == 4
+    r = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-2x"})
+    assert r.status_code == 400
+    assert r.json()["allowed"] == ["cpu-1", "a100-40g", "a100-1x"]
+
+
+def test_reservation_visibility_matrix(hub: Hub, who: Callers, clean: None) -> None:
+    ra = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-40g", "server_name": "lab"})
+    assert ra.status_code == 201, ra.text
+    a_id = ra.json()["id"]
+    assert ra.json()["owner"] == "alice" and ra.headers["Location"].endswith(a_id)
+    rb = call(hub, "POST", "/reservations", who.b, json={"spec": "cpu-1"})
+    assert rb.status_code == 201
+    b_id = rb.json()["id"]
+
+    # list: own only for users; everything for admin, observer, automation
+    assert [r["id"] for r in call(hub, "GET", "/reservations", who.a).json()["reservations"]] == [
+        a_id
+    ]
+    assert [r["id"] for r in call(hub, "GET", "/reservations", who.b).json()["reservations"]] == [
+        b_id
+    ]
+    for t in (who.admin, who.observer, who.automation):
+        ids = {r["id"] for r in call(hub, "GET", "/reservations", t).json()["reservations"]}
+        assert ids == {a_id, b_id}
+    assert call(hub, "GET", "/reservations?owner=bob", who.a).status_code == 404
+    assert [
+        r["id"]
+        for r in call(hub, "GET", "/reservations?owner=bob", who.observer).json()["reservations"]
+    ] == [b_id]
+
+    # get: another user's reservation is indistinguishable from a missing one
+    missing = call(hub, "GET", "/reservations/r-missing", who.a)
+    foreign = call(hub, "GET", f"/reservations/{b_id}", who.a)
+    assert missing.status_code == foreign.status_code == 404
+    assert missing.json().keys() == foreign.json().keys()
+    for t in (who.a, who.admin, who.observer, who.automation):
+        assert call(hub, "GET", f"/reservations/{a_id}", t).status_code == 200
+
+    # delete: not by another user (404), not by an observer (403); idempotent for the owner
+    assert call(hub, "DELETE", f"/reservations/{a_id}", who.b).status_code == 404
+    assert call(hub, "DELETE", f"/reservations/{a_id}", who.observer).status_code == 403
+    assert call(hub, "GET", f"/reservations/{a_id}", who.a).json()["state"] == "active"
+    assert call(hub, "DELETE", f"/reservations/{a_id}", who.a).status_code == 204
+    assert call(hub, "DELETE", f"/reservations/{a_id}", who.a).status_code == 204
+    gone = call(hub, "GET", f"/reservations/{a_id}", who.a).json()
+    assert gone["state"] == "released" and gone["release_reason"] == "released by alice"
+    assert call(hub, "DELETE", f"/reservations/{b_id}", who.automation).status_code == 204
+    assert call(hub, "DELETE", "/reservations/r-missing", who.admin).status_code == 404
+
+
+def test_acting_for_others_needs_admin(hub: Hub, who: Callers, clean: None) -> None:
+    r = call(hub, "POST", "/reservations", who.a, json={"spec": "cpu-1", "owner": "bob"})
+    assert r.status_code == 403
+    r = call(hub, "POST", "/reservations", who.observer, json={"spec": "cpu-1", "owner": "bob"})
+    assert r.status_code == 403
+    assert (
+        call(hub, "POST", "/reservations", who.a, json={"spec": "cpu-1", "id": "mine"}).status_code
+        == 403
+    )
+    for t in (who.admin, who.automation):
+        r = call(
+            hub,
+            "POST",
+            "/reservations",
+            t,
+            json={"spec": "cpu-1", "owner": "bob", "kind": "training"},
+        )
+        assert (
+            r.status_code == 201 and r.json()["owner"] == "bob" and r.json()["kind"] == "training"
+        )
+    r = call(hub, "POST", "/reservations", who.admin, json={"spec": "cpu-1", "id": "fixed-1"})
+    assert r.status_code == 201 and r.json()["id"] == "fixed-1"
+    assert (
+        call(
+            hub, "POST", "/reservations", who.admin, json={"spec": "cpu-1", "id": "fixed-1"}
+        ).status_code
+        == 409
+    )
+    bob = {x["owner"] for x in call(hub, "GET", "/reservations", who.b).json()["reservations"]}
+    assert bob == {"bob"}
+
+
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        (
+            {"spec": "cpu-1", "gpus": 8},
+            "unknown field(s) gpus; allowed: id, kind, owner, server_name, spec",
+        ),
+        ({}, "spec is required; allowed: cpu-1, a100-40g, a100-1x"),
+        ({"spec": "h100"}, "'h100' is not a spec you may use"),
+        (
+            {"spec": "cpu-1", "kind": "mining"},
+            "kind 'mining' is not allowed; allowed: notebook, training, manual",
+        ),
+        ({"spec": "cpu-1", "server_name": 5}, "server_name must be a string"),
+    ],
+)
+def test_bad_requests_name_what_is_allowed(
+    hub: Hub, who: Callers, body: dict, needle: str, clean: None
+) -> None:
+    before = call(hub, "GET", "/reservations", who.admin).json()["reservations"]
+    r = call(hub, "POST", "/reservations", who.a, json=body)
+    assert r.status_code == 400
+    assert needle in r.json()["message"]
+    assert call(hub, "GET", "/reservations", who.admin).json()["reservations"] == before
+
+
+def test_not_json(hub: Hub, who: Callers) -> None:
+    r = call(hub, "POST", "/reservations", who.a, data="spec=cpu-1")
+    assert r.status_code == 400 and "not JSON" in r.json()["message"]
+
+
+def test_nodes_and_drain(hub: Hub, who: Callers, clean: None) -> None:
+    nodes = call(hub, "GET", "/nodes", who.a).json()["nodes"]
+    assert [n["name"] for n in nodes] == ["node-a", "node-b"]
+    assert all(n["state"] == "up" and len(n["gpus"]) == 4 for n in nodes)
+    assert call(hub, "GET", "/nodes/node-z", who.a).status_code == 404
+    for t in (who.a, who.observer, who.noscope):
+        assert call(hub, "POST", "/nodes/node-a/drain", t).status_code == 403
+    assert call(hub, "GET", "/nodes/node-a", who.a).json()["state"] == "up"
+    assert call(hub, "POST", "/nodes/node-z/drain", who.admin).status_code == 404
+    r = call(hub, "POST", "/nodes/node-a/drain", who.admin)
+    assert r.status_code == 200 and r.json()["state"] == "draining"
+    # a drained node gets no new work
+    placed = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-1x"}).json()
+    assert placed["node"] == "node-b"
+    fits = call(hub, "GET", "/specs/a100-1x", who.a).json()["fits_now"]
+    assert fits == 3  # node-b's remaining cards only
+    r = call(hub, "POST", "/nodes/node-a/undrain", who.automation)
+    assert r.status_code == 200 and r.json()["state"] == "up"
+    assert call(hub, "GET", "/specs/a100-1x", who.a).json()["fits_now"] == 7
+
+
+def test_capacity_answer_explains_per_node(hub: Hub, who: Callers, clean: None) -> None:
+    held = []
+    for _ in range(4):
+        r = call(hub, "POST", "/reservations", who.power, json={"spec": "a100-2x"})
+        assert r.status_code == 201
+        held.append(r.json())
+    assert {tuple(sorted(g["index"] for g in h["gpus"])) for h in held} == {(0, 1), (2, 3)}
+    assert sorted(h["node"] for h in held) == ["node-a", "node-a", "node-b", "node-b"]
+    r = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-40g"})
+    assert r.status_code == 503
+    body = r.json()
+    assert body["reason"] == "capacity"
+    assert body["message"].startswith("no node has a free A100 with 40 GiB and 50 % SM")
+    assert {n["node"] for n in body["nodes"]} == {"node-a", "node-b"}
+    assert all("held whole" in n["why"] for n in body["nodes"])
