@@ -105,3 +105,5 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.Authenticator.allow_all = True
 
     c.JupyterHub.spawner_class = "gpupool.spawner.PlaceholderSpawner"
+    # Land on the home page (servers, Services menu) rather than spawning straight away.
+    c.JupyterHub.default_url = "/hub/home"

@@ -123,6 +123,27 @@ class RootHandler(BaseHandler):
         )
 
 
+INDEX_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>gpupool</title>
+<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
+code{background:#f3f3f3;padding:0 .3em}</style></head><body>
+<h1>gpupool pool service</h1>
+<p>The GPU pool's REST API is at <a href="api/">api/</a>; its OpenAPI document at
+<a href="api/openapi.json">api/openapi.json</a>.</p>
+<p>Call it with a hub token (hub home &rarr; Token):
+<code>curl -H "Authorization: token $TOKEN" {base}api/specs</code></p>
+</body></html>"""
+
+
+class IndexHandler(BaseHandler):
+    """The service root, linked from the hub's Services menu (pages come with the pages issue)."""
+
+    auth_required = False
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(INDEX_HTML.replace("{base}", self.settings.get("prefix", "/")))
+
+
 class OpenApiHandler(BaseHandler):
     auth_required = False
 
@@ -303,6 +324,7 @@ class NodeDrainHandler(BaseHandler):
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     api = prefix.rstrip("/") + "/api"
     return [
+        (rf"{prefix.rstrip('/')}/?", IndexHandler),
         (rf"{api}/?", RootHandler),
         (rf"{api}/openapi\.json", OpenApiHandler),
         (rf"{api}/specs", SpecsHandler),
