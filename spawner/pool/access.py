@@ -45,7 +45,8 @@ def pool_roles(
         {
             "name": "user",
             "description": "A hub user who may use the GPU pool",
-            "scopes": ["self", USE],
+            # access:services lists the pool in the hub's Services menu and lets its pages log in
+            "scopes": ["self", USE, "access:services!service=gpupool"],
         },
         {
             "name": "gpupool-observer",
