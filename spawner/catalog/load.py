@@ -230,7 +230,13 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
     return nodes
 
 
-def _specs(doc: dict[str, Any], ck: _Checker, images: list[Image], nodes: list[Node]) -> list[Spec]:
+def _specs(
+    doc: dict[str, Any],
+    ck: _Checker,
+    images: list[Image],
+    nodes: list[Node],
+    images_ok: bool = True,
+) -> list[Spec]:
     specs = []
     image_names = {i.name for i in images}
     for i, s in enumerate(doc.get("specs", [])):
@@ -249,14 +255,16 @@ def _specs(doc: dict[str, Any], ck: _Checker, images: list[Image], nodes: list[N
             ck.problems.append(
                 f"{where}: gpu_sm_percent: needs gpu_memory too; a spec without gpu_memory takes whole cards"
             )
-        if "slice" in s and s["slice"] != (gpus > 0 and "gpu_memory" in s):
-            want = (
-                "true (it sets gpu_memory)"
-                if "gpu_memory" in s
-                else "false (no gpu_memory: whole cards)"
-            )
-            ck.problems.append(f"{where}: slice: is {s['slice']}, must be {want}")
-        for name in s.get("images", []):
+        is_slice = gpus > 0 and "gpu_memory" in s
+        if "slice" in s and s["slice"] != is_slice:
+            if gpus == 0:
+                want = "false: a CPU-only spec (gpus: 0) is not a slice"
+            elif is_slice:
+                want = "true: it sets gpu_memory"
+            else:
+                want = "false: without gpu_memory it takes whole cards"
+            ck.problems.append(f"{where}: slice: is {str(s['slice']).lower()}, must be {want}")
+        for name in s.get("images", []) if images_ok else []:
             if name not in image_names:
                 ck.problems.append(
                     f"{where}: images: '{name}' is not in images.yaml; known images: {', '.join(sorted(image_names)) or 'none'}"
@@ -313,7 +321,9 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
     ]
     ck.unique("images.yaml", "image", (i.name for i in images))
     nodes = _nodes(docs.get("nodes.yaml", {}), ck, directory)
-    specs = _specs(docs.get("specs.yaml", {}), ck, images, nodes)
+    # a broken images.yaml is reported once, not again for every spec that names an image
+    images_ok = "images.yaml" in docs or not (directory / "images.yaml").exists()
+    specs = _specs(docs.get("specs.yaml", {}), ck, images, nodes, images_ok)
     datasets = [
         Dataset(
             name=d["name"],

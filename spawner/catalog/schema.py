@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# "(?!\n)$": Python's re (which jsonschema uses) lets "$" match before a final newline.
+SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(?!\n)$"
 SLUG_HELP = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+# Numbers pass the schema so that the size parser can say that a unit is missing.
 SIZE: dict[str, Any] = {
-    "type": "string",
+    "type": ["string", "number"],
     "description": "a size with a unit: '512MiB', '20GiB', '2TiB'",
 }
 STR_LIST: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
@@ -50,7 +52,7 @@ SPEC: dict[str, Any] = {
             "type": "boolean",
             "description": "true when the spec shares cards (gpu_memory set)",
         },
-        "cpu": {"type": "number", "exclusiveMinimum": 0, "description": "CPU cores"},
+        "cpu": {"type": "number", "minimum": 0.01, "description": "CPU cores"},
         "memory": {**SIZE, "description": "RAM"},
         "disk": {**SIZE, "description": "disk"},
         "price_per_hour": {"type": "number", "minimum": 0},
@@ -68,7 +70,7 @@ IMAGE: dict[str, Any] = {
     "required": ["name", "reference"],
     "properties": {
         "name": {"type": "string", "pattern": SLUG},
-        "reference": {"type": "string", "minLength": 1, "pattern": r"^[^\s]+$"},
+        "reference": {"type": "string", "minLength": 1, "pattern": r"^[^\s]+(?!\n)$"},
         "description": {"type": "string"},
         "gpu": {"type": "boolean"},
         "slicing": {"type": "boolean"},
@@ -81,7 +83,7 @@ GPU: dict[str, Any] = {
     "required": ["index", "uuid", "model", "memory"],
     "properties": {
         "index": {"type": "integer", "minimum": 0},
-        "uuid": {"type": "string", "pattern": r"^(GPU|MIG)-[A-Za-z0-9-]+$"},
+        "uuid": {"type": "string", "pattern": r"^(GPU|MIG)-[A-Za-z0-9-]+(?!\n)$"},
         "model": {"type": "string", "minLength": 1},
         "memory": SIZE,
     },
@@ -95,7 +97,7 @@ NODE: dict[str, Any] = {
         "name": {"type": "string", "pattern": SLUG},
         "engine": {
             "type": "string",
-            "pattern": r"^(unix|tcp|ssh)://.+$",
+            "pattern": r"^(unix|tcp|ssh)://\S+(?!\n)$",
             "description": "Docker engine URL",
         },
         "tls": {
@@ -116,7 +118,7 @@ NODE: dict[str, Any] = {
         "network": {"enum": ["host", "bridge"]},
         "gpu_runtime": {"enum": ["nvidia", "cdi", "none"]},
         "hami_core": {"type": "string", "pattern": r"^/", "description": "host path of libvgpu.so"},
-        "cpu": {"type": "number", "exclusiveMinimum": 0},
+        "cpu": {"type": "number", "minimum": 0.01},
         "memory": SIZE,
         "disk": SIZE,
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -347,7 +347,7 @@ class Ledger:
 
     def fits_now(self, spec: Spec) -> int:
         with self._lock:
-            return fits_now(self.state, Request.from_spec(spec))
+            return fits_now(self.state, Request.from_spec(spec), self.gpu_policy)
 
     def drained(self) -> dict[str, bool]:
         with self._lock:

@@ -112,8 +112,9 @@ def place(
     )
 
 
-def fits_now(state: ClusterState, req: Request) -> int:
-    """How many more placements of ``req`` fit right now, all nodes together."""
+def fits_now(state: ClusterState, req: Request, gpu_policy: str = "binpack") -> int:
+    """How many more placements of ``req`` fit right now, all nodes together: exactly the
+    number of successive ``place`` calls that would succeed."""
     if not state.nodes:
         return 0
     big = np.int64(1 << 40)
@@ -130,26 +131,46 @@ def fits_now(state: ClusterState, req: Request) -> int:
         return int(np.minimum(k_res, big).sum())
     ok = _gpu_fit(state, req)
     if req.whole:
-        slots = ok.astype(np.int64)
-    else:
+        # any empty cards will do: k placements need gpus * k of them
+        k_gpu = ok.sum(axis=1) // req.gpus
+    elif req.gpus == 1:
+        # single slices: each card independently holds as many as its memory and SMs allow
         free_mem = state.mem_total - state.mem_used
         slots = free_mem // max(req.gpu_memory_mib or 1, 1)
         if req.gpu_sm_percent:
             slots = np.minimum(slots, (100 - state.sm_used) // req.gpu_sm_percent)
-        slots = np.where(ok, slots, 0)
-    if req.gpus == 1:
-        k_gpu = slots.sum(axis=1)
+        k_gpu = np.where(ok, slots, 0).sum(axis=1)
     else:
-        # largest k with sum_g min(slots_g, k) >= gpus * k: k placements on distinct GPUs each
-        lo = np.zeros(len(state.nodes), dtype=np.int64)
-        hi = slots.sum(axis=1) // req.gpus
-        while np.any(lo < hi):
-            mid = (lo + hi + 1) // 2
-            good = np.minimum(slots, mid[:, None]).sum(axis=1) >= req.gpus * mid
-            lo = np.where(good, mid, lo)
-            hi = np.where(good, hi, mid - 1)
-        k_gpu = lo
+        k_gpu = _greedy_multi_slice(state, req, gpu_policy, k_res)
     return int(np.minimum(k_gpu, k_res).sum())
+
+
+def _greedy_multi_slice(
+    state: ClusterState, req: Request, gpu_policy: str, limit: np.ndarray
+) -> np.ndarray:
+    """Count multi-GPU slice placements per node by replaying ``place``'s card choice.
+
+    A closed formula would count the best packing, but GPU binpack deliberately keeps
+    the emptiest cards whole (a 3-card node takes two 2 x half-card slices, not three),
+    so the count must follow the policy. All nodes advance together, one placement a step.
+    """
+    mem = state.mem_used.copy()
+    sm = state.sm_used.copy()
+    static = state.model_mask(req.gpu_models) & ~state.whole
+    m, s, c = int(req.gpu_memory_mib or 0), req.gpu_sm_percent, req.gpus
+    k = np.zeros(len(state.nodes), dtype=np.int64)
+    while True:
+        elig = static & (state.mem_total - mem >= m) & (100 - sm >= s)
+        can = np.flatnonzero((elig.sum(axis=1) >= c) & (k < limit))
+        if can.size == 0:
+            return k
+        usage = (mem[can] / state.mem_total[can] + sm[can] / 100.0) * 0.5
+        key = np.where(elig[can], -usage if gpu_policy == "binpack" else usage, np.inf)
+        cols = np.argsort(key, axis=1, kind="stable")[:, :c]
+        rows = can[:, None]
+        mem[rows, cols] += m
+        sm[rows, cols] += s
+        k[can] += 1
 
 
 def describe_request(req: Request) -> str:
@@ -190,7 +211,11 @@ def explain(state: ClusterState, req: Request) -> Rejection:
                 continue
             if have < req.gpus:
                 if req.whole:
-                    why = f"{have} of {req.gpus} {model} cards empty"
+                    why = (
+                        f"no empty {model} card"
+                        if req.gpus == 1
+                        else f"{have} of {req.gpus} {model} cards empty"
+                    )
                 else:
                     cand = np.where(model_ok[i] & ~state.whole[i], free_mem[i], -1)
                     j = int(np.argmax(cand))
@@ -225,7 +250,7 @@ def explain(state: ClusterState, req: Request) -> Rejection:
         for _, cat, _, _ in rows[len(shown) :]:
             counts[cat] = counts.get(cat, 0) + 1
         parts.append(
-            f"{len(rows) - len(shown)} more nodes ("
+            f"{len(rows) - len(shown)} more node{'s' if len(rows) - len(shown) > 1 else ''} ("
             + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
             + ")"
         )
