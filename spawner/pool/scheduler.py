@@ -82,6 +82,8 @@ def place(
     candidates = np.flatnonzero(node_ok)
     if candidates.size == 0:
         return explain(state, req)
+    if node_policy == "binpack" and req.gpus:
+        candidates = _roomiest_model_pool(state, candidates)
     scores = node_score[candidates]
     pick = candidates[np.argmax(scores) if node_policy == "binpack" else np.argmin(scores)]
     i = int(pick)
@@ -110,6 +112,27 @@ def place(
         memory_mib=req.memory_mib,
         disk_mib=req.disk_mib,
     )
+
+
+def _roomiest_model_pool(state: ClusterState, candidates: np.ndarray) -> np.ndarray:
+    """Binpack within the GPU model pool that has the most room.
+
+    A request that several models can serve should not pile onto the busiest nodes of
+    one model: those may be the only home of requests that need that model (an
+    H100-only job finds every H100 taken by work an A100 could have done). So when the
+    candidates span models, keep those of the model pool with the most free capacity,
+    counted in GPU-equivalents (per card, the smaller of its free memory and free SM
+    share), and pack tightly inside it. Measured in tests/bench: with model filters in
+    the trace this takes binpack from 0.70 to about 1.0 of first fit's placements before
+    the first rejection.
+    """
+    models = state.node_model[candidates]
+    if models.size < 2 or (models == models[0]).all():
+        return candidates
+    ids = np.where(state.valid & state.schedulable[:, None], state.model_id, len(state.models))
+    free = np.minimum(1.0 - state.mem_used / state.mem_total, 1.0 - state.sm_used / 100.0)
+    room = np.bincount(ids.ravel(), weights=free.ravel(), minlength=len(state.models) + 1)[models]
+    return candidates[room == room.max()]
 
 
 def fits_now(state: ClusterState, req: Request, gpu_policy: str = "binpack") -> int:
@@ -185,74 +208,87 @@ def describe_request(req: Request) -> str:
     return f"{many} with {format_mib(req.gpu_memory_mib or 0)}{sm}"
 
 
+DETAIL_NODES = 20  # nodes that get their own line in a rejection; the rest are counted
+
+
 def explain(state: ClusterState, req: Request) -> Rejection:
-    """Say, node by node, why ``req`` does not fit (closest nodes first, the rest counted)."""
+    """Say, node by node, why ``req`` does not fit: the closest nodes first, each with its
+    reason; past those, counts by kind. Vectorized: a rejection at 1,000 nodes must not
+    cost more than a placement."""
     if not state.nodes:
         return Rejection("no nodes in the pool")
-    model_ok = state.model_mask(req.gpu_models)
-    gpu_ok = _gpu_fit(state, req) if req.gpus else None
-    free_mem = state.mem_total - state.mem_used
-    cpu_free = state.cpu_total - state.cpu_used
-    ram_free = state.ram_total - state.ram_used
-    disk_free = state.disk_total - state.disk_used
+    up = state.schedulable
+    n = len(state.nodes)
+    if req.gpus:
+        model_ok = state.model_mask(req.gpu_models)
+        matching = model_ok.sum(axis=1)
+        have = _gpu_fit(state, req).sum(axis=1)
+        no_model = up & (matching < req.gpus)
+        gpu_short = up & ~no_model & (have < req.gpus)
+        closeness = np.where(no_model, 0.0, np.where(gpu_short, 0.5 + have / (2 * req.gpus), 0.9))
+    else:
+        model_ok = None
+        matching = have = np.zeros(n, dtype=np.int64)
+        no_model = gpu_short = np.zeros(n, dtype=bool)
+        closeness = np.full(n, 0.9)
+    closeness = np.where(up, closeness, -1.0)
+    order = np.argsort(-closeness, kind="stable")
+    category = np.where(
+        ~up, -1, np.where(no_model, 0, 1)
+    )  # -1: see status, 0: no matching GPU, 1: full
     model = "/".join(req.gpu_models) if req.gpu_models else "GPU"
-    rows: list[tuple[float, str, str, str]] = []  # (closeness, category, node, why)
-    for i, node in enumerate(state.nodes):
-        status = state.status[i]
-        if status != "up":
-            rows.append((-1.0, status, node.name, status))
-            continue
-        if req.gpus:
-            matching = int(model_ok[i].sum())
-            have = int(gpu_ok[i].sum()) if gpu_ok is not None else 0
-            if matching < req.gpus:
-                has = ", ".join(sorted({g.model for g in node.gpus})) or "no GPUs"
-                rows.append((0.0, "no matching GPU", node.name, f"has {matching} {model} ({has})"))
-                continue
-            if have < req.gpus:
-                if req.whole:
-                    why = (
-                        f"no empty {model} card"
-                        if req.gpus == 1
-                        else f"{have} of {req.gpus} {model} cards empty"
-                    )
-                else:
-                    cand = np.where(model_ok[i] & ~state.whole[i], free_mem[i], -1)
-                    j = int(np.argmax(cand))
-                    if cand[j] < 0:
-                        why = f"every {model} is held whole"
-                    else:
-                        why = f"{format_mib(int(free_mem[i, j]))} and {100 - int(state.sm_used[i, j])} % SM free on its best card"
-                        if req.gpus > 1:
-                            why = f"{have} of {req.gpus} cards fit; {why}"
-                rows.append((0.5 + have / (2 * req.gpus), "full", node.name, why))
-                continue
+
+    def why(i: int) -> str:
+        if not up[i]:
+            return state.status[i]
+        if no_model[i]:
+            has = ", ".join(sorted({g.model for g in state.nodes[i].gpus})) or "no GPUs"
+            return f"has {int(matching[i])} {model} ({has})"
+        if gpu_short[i]:
+            if req.whole:
+                if req.gpus == 1:
+                    return f"no empty {model} card"
+                return f"{int(have[i])} of {req.gpus} {model} cards empty"
+            free_mem = state.mem_total[i] - state.mem_used[i]
+            cand = np.where(model_ok[i] & ~state.whole[i], free_mem, -1)  # type: ignore[index]
+            j = int(np.argmax(cand))
+            if cand[j] < 0:
+                return f"every {model} is held whole"
+            text = f"{format_mib(int(free_mem[j]))} and {100 - int(state.sm_used[i, j])} % SM free on its best card"
+            return f"{int(have[i])} of {req.gpus} cards fit; {text}" if req.gpus > 1 else text
         short = []
-        if cpu_free[i] < req.cpu_millicores:
-            short.append(f"{cpu_free[i] / 1000:g} of {req.cpu_millicores / 1000:g} CPU free")
-        if ram_free[i] < req.memory_mib:
+        cpu_free = state.cpu_total[i] - state.cpu_used[i]
+        ram_free = state.ram_total[i] - state.ram_used[i]
+        disk_free = state.disk_total[i] - state.disk_used[i]
+        if cpu_free < req.cpu_millicores:
+            short.append(f"{cpu_free / 1000:g} of {req.cpu_millicores / 1000:g} CPU free")
+        if ram_free < req.memory_mib:
             short.append(
-                f"{format_mib(int(max(ram_free[i], 0)))} of {format_mib(req.memory_mib)} RAM free"
+                f"{format_mib(int(max(ram_free, 0)))} of {format_mib(req.memory_mib)} RAM free"
             )
-        if disk_free[i] < req.disk_mib:
+        if disk_free < req.disk_mib:
             short.append(
-                f"{format_mib(int(max(disk_free[i], 0)))} of {format_mib(req.disk_mib)} disk free"
+                f"{format_mib(int(max(disk_free, 0)))} of {format_mib(req.disk_mib)} disk free"
             )
-        rows.append((0.9, "full", node.name, "; ".join(short) or "does not fit"))
-    rows.sort(key=lambda r: -r[0])
-    shown = rows[:EXPLAIN_NODES]
+        return "; ".join(short) or "does not fit"
+
+    detailed = [(state.nodes[int(i)].name, why(int(i))) for i in order[:DETAIL_NODES]]
     parts = [
-        f"{name} {why}" if why in ("down", "draining") else f"{name}: {why}"
-        for _, _, name, why in shown
+        f"{name} {text}" if text in ("down", "draining") else f"{name}: {text}"
+        for name, text in detailed[:EXPLAIN_NODES]
     ]
-    if len(rows) > len(shown):
-        counts: dict[str, int] = {}
-        for _, cat, _, _ in rows[len(shown) :]:
-            counts[cat] = counts.get(cat, 0) + 1
+    rest = order[EXPLAIN_NODES:]
+    if rest.size:
+        cat = category[rest]
+        counts = {"no matching GPU": int((cat == 0).sum()), "full": int((cat == 1).sum())}
+        for i in rest[cat < 0]:  # down or draining: few
+            counts[state.status[int(i)]] = counts.get(state.status[int(i)], 0) + 1
+        counts = {k: v for k, v in counts.items() if v}
+        more = rest.size
         parts.append(
-            f"{len(rows) - len(shown)} more node{'s' if len(rows) - len(shown) > 1 else ''} ("
+            f"{more} more node{'s' if more > 1 else ''} ("
             + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
             + ")"
         )
     message = f"no node has {describe_request(req)}: " + ", ".join(parts)
-    return Rejection(message=message, nodes=tuple((name, why) for _, _, name, why in rows))
+    return Rejection(message=message, nodes=tuple(detailed))

@@ -115,6 +115,14 @@ class ClusterState:
                 self.model_id[i, j] = model_id[gpu.model]
                 self.gpu_at[gpu.uuid] = (i, j)
         self.gpu_count = self.valid.sum(axis=1)
+        # each node's main GPU model (most of its cards), -1 for a node without GPUs
+        self.node_model = np.array(
+            [
+                int(np.bincount(row[row >= 0]).argmax()) if (row >= 0).any() else -1
+                for row in self.model_id
+            ],
+            dtype=np.int32,
+        )
         self.cpu_total = np.array([x.cpu_millicores for x in self.nodes], dtype=np.int64)
         self.ram_total = np.array([x.memory_mib for x in self.nodes], dtype=np.int64)
         self.disk_total = np.array(

@@ -300,7 +300,6 @@ def mixed() -> ClusterState:
         (("pcie",), "node-d", 0),
         (("nvidia l4",), "node-c", 0),
         (("L4", "H100"), "node-b", 0),  # lower node index wins the tie
-        ((), "node-a", 0),  # no filter: any model
     ],
 )
 def test_model_filter_is_case_insensitive_substring(
@@ -969,3 +968,21 @@ def test_fits_now_matches_brute_force_after_random_history(
             s.apply(f"h{k}", p)
     r = PROP_SHAPES[shape]
     assert fits_now(s, r, gpu_policy) == greedy_count(s, r, node_policy, gpu_policy)
+
+
+def test_any_model_work_goes_to_the_roomiest_model_pool() -> None:
+    """Binpack does not pile any-model work onto the busiest pool: an H100-only request
+    must still find an H100 while A100s stand empty (what tests/bench measures at scale)."""
+    s = ClusterState([node("a1", 2, A100), node("a2", 2, A100), node("h1", 2, H100)])
+    anymodel = req(gpus=1, mem_gib=None, models=())  # whole card, any model
+    placements = []
+    for k in range(4):
+        p = placed(s, anymodel)
+        s.apply(f"r{k}", p)
+        placements.append(p.node)
+    # the A100 pool (4 cards) has more room than the H100 pool (2) until they are level
+    assert placements == ["a1", "a1", "a2", "h1"]
+    assert isinstance(place(s, req(gpus=1, mem_gib=None, models=("H100",))), Placement)
+    # with spread the node order is by emptiness; the pool rule applies to binpack only
+    s2 = ClusterState([node("a1", 2, A100), node("h1", 2, H100)])
+    assert placed(s2, anymodel, "spread", "binpack").node == "a1"
