@@ -207,6 +207,14 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                 f"{where}: engine {n['engine']} is TCP to another host without tls; "
                 "add tls: {ca, cert, key} (an engine without TLS is root access for anyone on the network)"
             )
+        ports = (20000, 29999)
+        if "ports" in n:
+            lo, hi = (int(x) for x in n["ports"].split("-"))
+            if not 1024 <= lo <= hi <= 65535:
+                ck.problems.append(
+                    f"{where}: ports: '{n['ports']}' must be LOW-HIGH with 1024 <= LOW <= HIGH <= 65535"
+                )
+            ports = (lo, hi)
         runtime = n.get("gpu_runtime", "nvidia")
         nodes.append(
             Node(
@@ -224,6 +232,7 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                 disk_mib=ck.size(f"{where}: disk", n["disk"]) if "disk" in n else None,
                 labels=dict(n.get("labels", {})),
                 gpus=tuple(sorted(gpus, key=lambda g: g.index)),
+                ports=ports,
             )
         )
     ck.unique("nodes.yaml", "node", (n.name for n in nodes))

@@ -102,6 +102,10 @@ class Node:
     disk_mib: int | None = None
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     gpus: tuple[Gpu, ...] = ()
+    ports: tuple[int, int] = (
+        20000,
+        29999,
+    )  # servers' ports on this node (host) or published (bridge)
 
 
 @dataclass(frozen=True)

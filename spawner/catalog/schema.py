@@ -122,6 +122,11 @@ NODE: dict[str, Any] = {
         "memory": SIZE,
         "disk": SIZE,
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "ports": {
+            "type": "string",
+            "pattern": r"^\d{2,5}-\d{2,5}(?!\n)$",
+            "description": "port range for servers on this node, e.g. '20000-29999'",
+        },
         "gpus": {"type": "array", "items": GPU},
     },
 }

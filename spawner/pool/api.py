@@ -22,7 +22,7 @@ from .scheduler import Rejection
 
 ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 KINDS = ("notebook", "training", "manual")
-RESERVE_FIELDS = {"spec", "server_name", "kind", "owner", "id"}
+RESERVE_FIELDS = {"spec", "server_name", "kind", "owner", "id", "container"}
 
 
 class ApiError(web.HTTPError):
@@ -218,6 +218,14 @@ class ReservationsHandler(BaseHandler):
                 raise ApiError(403, "only pool admins may choose a reservation id")
             if not isinstance(rid, str) or not re.fullmatch(ID_RE, rid):
                 raise ApiError(400, f"id must match {ID_RE}")
+        container = data.get("container")
+        if container is not None:
+            if not self.caller.is_admin:
+                raise ApiError(403, "only pool admins may name the container")
+            if not isinstance(container, str) or not re.fullmatch(
+                r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}", container
+            ):
+                raise ApiError(400, "container must be a Docker container name")
         kind = data.get("kind", "notebook")
         if kind not in KINDS:
             raise ApiError(400, f"kind {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
@@ -239,6 +247,7 @@ class ReservationsHandler(BaseHandler):
                 kind=kind,
                 server_name=server_name,
                 reservation_id=rid,
+                container=container,
             )
         except LedgerError as e:
             raise ApiError(409, str(e)) from None

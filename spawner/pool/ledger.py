@@ -58,6 +58,7 @@ reservations = Table(
     Column("disk_mib", Integer, nullable=False),
     Column("price_per_hour", Float, nullable=False, default=0.0),
     Column("container", String(128), nullable=True),
+    Column("port", Integer, nullable=True),  # the server's port on its node, unique among active
     Column("state", String(16), nullable=False, index=True),  # active | released
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("released_at", DateTime(timezone=True), nullable=True),
@@ -117,6 +118,7 @@ class Reservation:
     disk_mib: int
     price_per_hour: float
     container: str | None
+    port: int | None
     state: str
     created_at: dt.datetime
     released_at: dt.datetime | None
@@ -145,6 +147,7 @@ class Reservation:
             "disk_mib": self.disk_mib,
             "price_per_hour": self.price_per_hour,
             "container": self.container,
+            "port": self.port,
             "state": self.state,
             "created_at": iso(self.created_at),
             "released_at": iso(self.released_at),
@@ -312,6 +315,7 @@ class Ledger:
                 disk_mib=r.disk_mib,
                 price_per_hour=r.price_per_hour,
                 container=r.container,
+                port=r.port,
                 state=r.state,
                 created_at=r.created_at,
                 released_at=r.released_at,
@@ -364,6 +368,7 @@ class Ledger:
         kind: str = "notebook",
         server_name: str = "",
         reservation_id: str | None = None,
+        container: str | None = None,
     ) -> Reservation | Rejection:
         """Place and record a reservation atomically, or return why nothing fits."""
         req = Request.from_spec(spec)
@@ -377,6 +382,11 @@ class Ledger:
             if isinstance(decision, Rejection):
                 conn.info["unchanged"] = True
                 return decision
+            port = self._free_port(conn, decision.node)
+            if port is None:
+                conn.info["unchanged"] = True
+                lo, hi = self.catalog.node(decision.node).ports  # type: ignore[union-attr]
+                return Rejection(f"node {decision.node} has no free port in {lo}-{hi}")
             now = self.clock()
             conn.execute(
                 insert(reservations).values(
@@ -390,6 +400,8 @@ class Ledger:
                     memory_mib=decision.memory_mib,
                     disk_mib=decision.disk_mib,
                     price_per_hour=spec.price_per_hour,
+                    container=container,
+                    port=port,
                     state="active",
                     created_at=now,
                 )
@@ -422,12 +434,25 @@ class Ledger:
             memory_mib=decision.memory_mib,
             disk_mib=decision.disk_mib,
             price_per_hour=spec.price_per_hour,
-            container=None,
+            container=container,
+            port=port,
             state="active",
             created_at=now,
             released_at=None,
             release_reason=None,
         )
+
+    def _free_port(self, conn: Connection, node: str) -> int | None:
+        """The lowest port of the node's range that no active reservation on it holds."""
+        lo, hi = self.catalog.node(node).ports  # type: ignore[union-attr]
+        used = set(
+            conn.execute(
+                select(reservations.c.port).where(
+                    reservations.c.node == node, reservations.c.state == "active"
+                )
+            ).scalars()
+        )
+        return next((p for p in range(lo, hi + 1) if p not in used), None)
 
     def release(self, rid: str, reason: str = "released") -> Reservation | None:
         """Free a reservation. Releasing one already released is success (idempotent);

@@ -94,6 +94,7 @@ SCHEMAS: dict[str, Any] = {
             "kind": {"type": "string", "enum": ["notebook", "training", "manual"]},
             "owner": {"type": "string", "description": "admins only"},
             "id": {"type": "string", "description": "admins only"},
+            "container": {"type": "string", "description": "admins only: the container's name"},
         },
     },
     "Reservation": {
@@ -111,6 +112,7 @@ SCHEMAS: dict[str, Any] = {
             "disk_mib": {"type": "integer"},
             "price_per_hour": {"type": "number"},
             "container": {"type": ["string", "null"]},
+            "port": {"type": ["integer", "null"], "description": "the server's port on its node"},
             "state": {"type": "string", "enum": ["active", "released"]},
             "created_at": {"type": "string", "format": "date-time"},
             "released_at": {"type": ["string", "null"], "format": "date-time"},

@@ -40,9 +40,7 @@ SPEC_KEYS = (
     "groups, images, memory, price_per_hour, slice, slug"
 )
 IMAGE_KEYS = "description, gpu, name, reference, slicing"
-NODE_KEYS = (
-    "address, cpu, disk, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, tls"
-)
+NODE_KEYS = "address, cpu, disk, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
 GPU_KEYS = "index, memory, model, uuid"
 DATASET_KEYS = "description, format, name, path, read_only"
 POOL_KEYS = "admins, database_url, observers, scheduler"

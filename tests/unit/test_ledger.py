@@ -184,3 +184,31 @@ def test_two_writers_never_oversubscribe(db_url: str, catalog_dir: Path) -> None
     assert int(a.state.sm_used.sum()) == int(b.state.sm_used.sum()) == 16 * 50
     a.close()
     b.close()
+
+
+def test_ports_are_unique_per_node_and_reused_after_release(db_url: str, catalog_dir: Path) -> None:
+    """Host-networked servers on one node need distinct ports: the ledger hands them out in
+    the same transaction as the GPUs, from the node's range, and takes them back on release."""
+    text_ = (
+        (catalog_dir / "nodes.yaml")
+        .read_text()
+        .replace("    gpu_runtime: none\n", "    gpu_runtime: none\n    ports: 30000-30002\n", 1)
+    )
+    (catalog_dir / "nodes.yaml").write_text(text_)
+    catalog = load_catalog(catalog_dir)
+    assert catalog.node("node-a").ports == (30000, 30002)
+    ledger = Ledger(db_url, catalog)
+    cpu = catalog.spec("cpu-1")
+    held = [ledger.reserve(cpu, f"u{i}", container=f"c{i}") for i in range(3)]
+    assert [(h.node, h.port, h.container) for h in held] == [  # type: ignore[union-attr]
+        ("node-a", 30000, "c0"),
+        ("node-a", 30001, "c1"),
+        ("node-a", 30002, "c2"),
+    ]
+    # node-a's ports are used up; binpack would pick node-a but there is no port: rejected
+    rej = ledger.reserve(cpu, "u3")
+    assert isinstance(rej, Rejection) and "no free port in 30000-30002" in rej.message
+    ledger.release(held[1].id)  # type: ignore[union-attr]
+    again = ledger.reserve(cpu, "u4")
+    assert not isinstance(again, Rejection) and again.port == 30001
+    ledger.close()

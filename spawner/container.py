@@ -1,0 +1,210 @@
+"""What a server's container looks like, decided without I/O.
+
+``build_container`` turns (user, server, spec, image, node, reservation, hub environment)
+into the exact arguments for Docker's create-container call. Everything that limits a
+user (HAMi-core preload and variables, GPUs by UUID, CPU, memory, pids, no privileges)
+comes from the spec and the reservation; the hub's own environment is the only other
+input, and keys that would weaken the limits are refused even there.
+
+HAMi-core wiring, as HAMi's device plugin injects it:
+- the node's libvgpu.so mounted read-only at /usr/local/vgpu/libvgpu.so, and the node's
+  ld.so.preload (beside libvgpu.so, naming it) at /etc/ld.so.preload, so shells, SSH
+  sessions and children with a stripped environment are limited too; plus LD_PRELOAD;
+- CUDA_DEVICE_MEMORY_LIMIT_<i>=<MiB>m per visible device, CUDA_DEVICE_SM_LIMIT_<i>;
+- CUDA_DEVICE_MEMORY_SHARED_CACHE in a per-reservation host folder, and /tmp/vgpulock,
+  so that the processes of one container share one account;
+- GPUs by UUID: a device request with device ids (nvidia), CDI names (cdi), or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog.models import Image, Node, Spec
+from .pool.state import GpuShare
+
+VGPU_DIR = "/usr/local/vgpu"
+VGPU_LIB = f"{VGPU_DIR}/libvgpu.so"
+HOME = "/home/jovyan"
+LABEL = "io.gpupool"  # label prefix
+PIDS_LIMIT = 4096
+
+# Environment keys that only the spec may set. Anything else that sets them is refused.
+PROTECTED_ENV = re.compile(
+    r"^(LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|CUDA_DEVICE_MEMORY_LIMIT.*|CUDA_DEVICE_SM_LIMIT.*|"
+    r"CUDA_DEVICE_MEMORY_SHARED_CACHE|CUDA_DISABLE_CONTROL|CUDA_VISIBLE_DEVICES|"
+    r"NVIDIA_VISIBLE_DEVICES|NVIDIA_DRIVER_CAPABILITIES|GPU_CORE_UTILIZATION_POLICY|"
+    r"CUDA_OVERSUBSCRIBE|GPUPOOL_.*)$"
+)
+
+
+class UnsafeEnvironment(ValueError):
+    """The hub-side environment tried to set a key that only the spec may set."""
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    """Arguments for docker's APIClient.create_container / create_host_config."""
+
+    name: str
+    image: str
+    environment: dict[str, str]
+    labels: dict[str, str]
+    host_config: dict[str, Any]
+    command: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    working_dir: str = HOME
+    user: str = "1000:100"
+
+    def create_kwargs(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "name": self.name,
+            "command": self.command,
+            "environment": self.environment,
+            "labels": self.labels,
+            "ports": self.ports,
+            "working_dir": self.working_dir,
+            "user": self.user,
+        }
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """A Docker-safe, collision-safe name part: 'Ada Lovelace@x' -> 'ada-lovelace-x-1a2b3c4d'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "x"
+    if slug == text:
+        return slug
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def container_name(user: str, server: str) -> str:
+    base = f"gpupool-{safe_name(user)}"
+    return f"{base}--{safe_name(server)}" if server else base
+
+
+def home_volume(user: str) -> str:
+    return f"gpupool-home-{safe_name(user)}"
+
+
+def hami_environment(spec: Spec, gpus: tuple[GpuShare, ...]) -> dict[str, str]:
+    """HAMi-core variables for a sliced spec (empty for whole cards and CPU specs)."""
+    if not spec.slice:
+        return {}
+    env = {
+        "LD_PRELOAD": VGPU_LIB,
+        "CUDA_DEVICE_MEMORY_SHARED_CACHE": f"{VGPU_DIR}/cache/vgpu.cache",
+    }
+    for i, g in enumerate(gpus):
+        env[f"CUDA_DEVICE_MEMORY_LIMIT_{i}"] = f"{g.memory_mib}m"
+        if spec.gpu_sm_percent:
+            env[f"CUDA_DEVICE_SM_LIMIT_{i}"] = str(g.sm_percent)
+    return env
+
+
+def build_container(
+    *,
+    user: str,
+    server: str,
+    spec: Spec,
+    image: Image,
+    node: Node,
+    reservation_id: str,
+    gpus: tuple[GpuShare, ...],
+    hub_env: dict[str, str],
+    port: int,
+    command: list[str],
+    cache_root: str | None = None,
+) -> ContainerPlan:
+    """The container for one server: pure, deterministic, and the only place that decides it."""
+    bad = sorted(k for k in hub_env if PROTECTED_ENV.match(k))
+    if bad:
+        raise UnsafeEnvironment(
+            f"the spawner environment sets {', '.join(bad)}; these come only from the spec"
+        )
+    if len(gpus) != spec.gpus:
+        raise ValueError(
+            f"spec {spec.slug} needs {spec.gpus} GPUs, the reservation holds {len(gpus)}"
+        )
+    name = container_name(user, server)
+    env = dict(hub_env)
+    env.update(
+        {
+            "GPUPOOL_RESERVATION": reservation_id,
+            "GPUPOOL_SPEC": spec.slug,
+            "GPUPOOL_NODE": node.name,
+            "GPUPOOL_GPUS": json.dumps([g.to_json() for g in gpus]),
+            "HOME": HOME,
+        }
+    )
+    env.update(hami_environment(spec, gpus))
+
+    vgpu_host = posixpath.dirname(node.hami_core)
+    binds: dict[str, dict[str, str]] = {home_volume(user): {"bind": HOME, "mode": "rw"}}
+    if spec.slice:
+        cache = f"{cache_root or vgpu_host}/containers/{reservation_id}"
+        binds.update(
+            {
+                node.hami_core: {"bind": VGPU_LIB, "mode": "ro"},
+                f"{vgpu_host}/ld.so.preload": {"bind": "/etc/ld.so.preload", "mode": "ro"},
+                cache: {"bind": f"{VGPU_DIR}/cache", "mode": "rw"},
+                "/tmp/vgpulock": {"bind": "/tmp/vgpulock", "mode": "rw"},
+            }
+        )
+    uuids = [g.uuid for g in gpus]
+    device_requests: list[dict[str, Any]] = []
+    if uuids and node.gpu_runtime == "nvidia":
+        device_requests = [
+            {
+                "Driver": "nvidia",
+                "DeviceIDs": uuids,
+                "Capabilities": [["gpu", "compute", "utility"]],
+            }
+        ]
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(uuids)
+    elif uuids and node.gpu_runtime == "cdi":
+        device_requests = [{"Driver": "cdi", "DeviceIDs": [f"nvidia.com/gpu={u}" for u in uuids]}]
+    elif not uuids:
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"  # a CUDA base image must not grab every GPU
+
+    host_config: dict[str, Any] = {
+        "binds": binds,
+        "nano_cpus": spec.cpu_millicores * 1_000_000,
+        "mem_limit": f"{spec.memory_mib}m",
+        "memswap_limit": f"{spec.memory_mib}m",
+        "pids_limit": PIDS_LIMIT,
+        "privileged": False,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "device_requests": device_requests,
+        "restart_policy": {"Name": "no"},
+    }
+    ports: list[int] = []
+    if node.network == "host":
+        host_config["network_mode"] = "host"
+    else:
+        host_config["network_mode"] = "bridge"
+        host_config["port_bindings"] = {port: (node.address, None)}  # engine picks the host port
+        ports = [port]
+
+    labels = {
+        f"{LABEL}.owner": user,
+        f"{LABEL}.server": server,
+        f"{LABEL}.reservation": reservation_id,
+        f"{LABEL}.kind": "notebook",
+        f"{LABEL}.spec": spec.slug,
+        f"{LABEL}.node": node.name,
+    }
+    return ContainerPlan(
+        name=name,
+        image=image.reference,
+        environment=env,
+        labels=labels,
+        host_config=host_config,
+        command=list(command),
+        ports=ports,
+    )
