@@ -33,6 +33,7 @@ VGPU_LIB = f"{VGPU_DIR}/libvgpu.so"
 HOME = "/home/jovyan"
 LABEL = "io.gpupool"  # label prefix
 PIDS_LIMIT = 4096
+BRIDGE_PORT = 8888  # the server's port inside a bridge-networked container
 
 # Environment keys that only the spec may set. Anything else that sets them is refused.
 PROTECTED_ENV = re.compile(
@@ -116,7 +117,7 @@ def build_container(
     reservation_id: str,
     gpus: tuple[GpuShare, ...],
     hub_env: dict[str, str],
-    port: int,
+    port: int,  # the reservation's port on the node (host network: the server listens there)
     command: list[str],
     cache_root: str | None = None,
 ) -> ContainerPlan:
@@ -187,9 +188,10 @@ def build_container(
     if node.network == "host":
         host_config["network_mode"] = "host"
     else:
+        # the server listens on BRIDGE_PORT inside; the node publishes it on the reserved port
         host_config["network_mode"] = "bridge"
-        host_config["port_bindings"] = {port: (node.address, None)}  # engine picks the host port
-        ports = [port]
+        host_config["port_bindings"] = {BRIDGE_PORT: (node.address, port)}
+        ports = [BRIDGE_PORT]
 
     labels = {
         f"{LABEL}.owner": user,

@@ -17,6 +17,7 @@ are not catalog (ports, the state folder, secrets) come from the environment:
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .pool.access import CUSTOM_SCOPES, pool_roles
 
 SERVICE = "gpupool"
 AUTOMATION = "gpupool-automation"
+SPAWNER = "gpupool-spawner"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -76,6 +78,9 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
             },
         }
     ]
+    # The spawner's own token: made at each start, held only by the hub process.
+    spawner_token = secrets.token_hex(32)
+    services.append({"name": SPAWNER, "api_token": spawner_token})
     admin_services = []
     token = os.environ.get("GPUPOOL_API_TOKEN")
     if token:
@@ -92,6 +97,7 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
         observer_users=access.observer_users,
         observer_groups=access.observer_groups,
         admin_services=admin_services,
+        spawner_services=[SPAWNER],
     )
     # Groups named in pool.yaml exist from the start so admins can fill them.
     c.JupyterHub.load_groups = {
@@ -104,6 +110,16 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.Authenticator.admin_users = set(access.admin_users)
     c.Authenticator.allow_all = True
 
-    c.JupyterHub.spawner_class = "gpupool.spawner.PlaceholderSpawner"
+    c.JupyterHub.spawner_class = "gpupool.gpuspawner.GpuPoolSpawner"
+    c.GpuPoolSpawner.catalog_dir = str(directory.resolve())
+    c.GpuPoolSpawner.pool_api_url = f"http://127.0.0.1:{port + 2}/services/{SERVICE}/api"
+    c.GpuPoolSpawner.pool_api_token = spawner_token
+    c.Spawner.default_url = "/lab"
+    # Servers get just what JupyterLab needs from the hub, plus reading the pool as their user.
+    c.Spawner.server_token_scopes = [
+        "users:activity!user",
+        "access:servers!server",
+        "custom:gpupool:use",
+    ]
     # Land on the home page (servers, Services menu) rather than spawning straight away.
     c.JupyterHub.default_url = "/hub/home"

@@ -16,6 +16,7 @@ from typing import Any
 USE = "custom:gpupool:use"
 OBSERVE = "custom:gpupool:observe"
 ADMIN = "custom:gpupool:admin"
+SPAWN = "custom:gpupool:spawn"
 
 CUSTOM_SCOPES: dict[str, dict[str, Any]] = {
     USE: {
@@ -24,9 +25,13 @@ CUSTOM_SCOPES: dict[str, dict[str, Any]] = {
     OBSERVE: {
         "description": "Read the whole GPU pool: every node and every user's reservations (no changes).",
     },
+    SPAWN: {
+        "description": "Reserve and release GPU slices on behalf of users (the hub's spawner).",
+        "subscopes": [USE],
+    },
     ADMIN: {
         "description": "Administer the GPU pool: reserve and release for anyone, drain and undrain nodes.",
-        "subscopes": [USE, OBSERVE],
+        "subscopes": [USE, OBSERVE, SPAWN],
     },
 }
 
@@ -37,6 +42,7 @@ def pool_roles(
     observer_users: Iterable[str] = (),
     observer_groups: Iterable[str] = (),
     admin_services: Iterable[str] = (),
+    spawner_services: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """Roles for ``c.JupyterHub.load_roles``: every user may use the pool; named
     users, groups and services observe or administer it."""
@@ -62,6 +68,12 @@ def pool_roles(
             "users": list(admin_users),
             "groups": list(admin_groups),
             "services": list(admin_services),
+        },
+        {
+            "name": "gpupool-spawner",
+            "description": "The hub's spawner: reserves and releases for users, nothing else",
+            "scopes": [SPAWN],
+            "services": list(spawner_services),
         },
     ]
 
@@ -89,6 +101,11 @@ class Caller:
         return ADMIN in self.scopes
 
     @property
+    def acts_for_others(self) -> bool:
+        """May reserve for, see and release any user's reservations (admins, the spawner)."""
+        return self.is_admin or SPAWN in self.scopes
+
+    @property
     def can_observe(self) -> bool:
         return self.is_admin or OBSERVE in self.scopes
 
@@ -97,7 +114,7 @@ class Caller:
         return self.is_admin or USE in self.scopes
 
     def may_see(self, owner: str) -> bool:
-        return self.can_observe or (self.can_use and owner == self.name)
+        return self.can_observe or self.acts_for_others or (self.can_use and owner == self.name)
 
     def may_change(self, owner: str) -> bool:
-        return self.is_admin or (self.can_use and owner == self.name)
+        return self.acts_for_others or (self.can_use and owner == self.name)

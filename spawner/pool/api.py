@@ -194,7 +194,7 @@ class ReservationsHandler(BaseHandler):
     async def get(self) -> None:
         owner = self.get_argument("owner", None)
         include_released = self.get_argument("state", "active") == "all"
-        if not self.caller.can_observe:
+        if not (self.caller.can_observe or self.caller.acts_for_others):
             if owner not in (None, self.caller.name):
                 raise ApiError(404, f"no user {owner!r}")  # other users are not visible
             owner = self.caller.name
@@ -220,7 +220,7 @@ class ReservationsHandler(BaseHandler):
                 raise ApiError(400, f"id must match {ID_RE}")
         container = data.get("container")
         if container is not None:
-            if not self.caller.is_admin:
+            if not self.caller.acts_for_others:
                 raise ApiError(403, "only pool admins may name the container")
             if not isinstance(container, str) or not re.fullmatch(
                 r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}", container

@@ -178,7 +178,7 @@ def test_acting_for_others_needs_admin(hub: Hub, who: Callers, clean: None) -> N
     [
         (
             {"spec": "cpu-1", "gpus": 8},
-            "unknown field(s) gpus; allowed: id, kind, owner, server_name, spec",
+            "unknown field(s) gpus; allowed: container, id, kind, owner, server_name, spec",
         ),
         ({}, "spec is required; allowed: cpu-1, a100-40g, a100-1x"),
         ({"spec": "h100"}, "'h100' is not a spec you may use"),

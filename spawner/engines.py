@@ -1,0 +1,86 @@
+"""One Docker API client per node, never one class-wide client.
+
+A node's engine is a unix socket or TCP (with TLS for anything beyond loopback, the
+catalog enforces that). Clients are made lazily, cached per (node, engine, TLS files),
+and all their calls run in a bounded thread pool, off the hub's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import docker
+from docker.errors import APIError, NotFound
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
+
+from .catalog.models import Node
+
+T = TypeVar("T")
+UNREACHABLE = (RequestsConnectionError, ReadTimeout, ConnectionError, TimeoutError, OSError)
+
+
+class EngineUnreachable(RuntimeError):
+    """The node's engine did not answer. Not proof that its containers are gone."""
+
+
+class Engines:
+    """Docker clients for the pool's nodes, shared by every spawner of the hub."""
+
+    def __init__(self, max_workers: int = 8, timeout: int = 30):
+        self.timeout = timeout
+        self.executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="gpupool-docker"
+        )
+        self._clients: dict[tuple[str, str, Any], docker.APIClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, node: Node) -> docker.APIClient:
+        key = (node.name, node.engine, node.tls)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                tls = None
+                if node.tls is not None:
+                    tls = docker.tls.TLSConfig(
+                        client_cert=(node.tls.cert, node.tls.key), ca_cert=node.tls.ca, verify=True
+                    )
+                url = node.engine.replace("tcp://", "https://") if tls else node.engine
+                client = docker.APIClient(
+                    base_url=url, tls=tls, version="auto", timeout=self.timeout
+                )
+                self._clients[key] = client
+            return client
+
+    async def call(self, node: Node, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run ``APIClient.<method>`` for ``node`` in the pool; unreachable engines raise
+        EngineUnreachable, Docker's own errors (404 and the rest) pass through."""
+
+        def run() -> Any:
+            try:
+                return getattr(self._client(node), method)(*args, **kwargs)
+            except (APIError, NotFound):
+                raise
+            except docker.errors.DockerException as e:
+                raise EngineUnreachable(f"engine of node {node.name} ({node.engine}): {e}") from e
+            except UNREACHABLE as e:
+                raise EngineUnreachable(f"engine of node {node.name} ({node.engine}): {e}") from e
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+
+_shared: Engines | None = None
+
+
+def shared_engines() -> Engines:
+    global _shared
+    if _shared is None:
+        _shared = Engines()
+    return _shared

@@ -1,0 +1,342 @@
+"""GpuPoolSpawner: JupyterLab in a HAMi-sliced container on a node that fits.
+
+Start: validate the user's choice (spec, image) -> reserve through the pool service ->
+create the container on that node's engine (see container.py for exactly what it gets)
+-> wait for JupyterLab. A failed start removes what it created and releases the
+reservation. Stop removes the container and releases the reservation; the home volume
+stays. The state (node, reservation, port, container) lets a restarted hub find its
+servers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from docker.errors import APIError, NotFound
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Unicode, default
+
+from .catalog import Catalog, Node, load_catalog
+from .catalog.units import format_mib
+from .container import BRIDGE_PORT, ContainerPlan, build_container, container_name, home_volume
+from .engines import EngineUnreachable, shared_engines
+from .form import OptionsError, allowed_specs, from_form, render_form, validate_options
+from .pool.state import GpuShare
+from .poolclient import PoolClient, PoolError
+
+
+class CapacityError(web.HTTPError):
+    """503 with reason 'capacity': nothing fits now. JupyterHub resets ``reason`` on errors
+    raised from start(); this one keeps it, so the REST API answers '503 capacity'."""
+
+    def __init__(self, message: str, nodes: list[dict[str, str]] | None = None):
+        super().__init__(503, log_message=message)
+        self.jupyterhub_message = message
+        self.nodes = nodes or []
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return "capacity"
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        pass
+
+
+_catalogs: dict[str, tuple[float, Catalog]] = {}
+
+
+def _catalog(directory: str) -> Catalog:
+    """The catalog, re-read when a file in its folder changes."""
+    mtime = max((p.stat().st_mtime for p in Path(directory).glob("*.yaml")), default=0.0)
+    cached = _catalogs.get(directory)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, load_catalog(directory))
+        _catalogs[directory] = cached
+    return cached[1]
+
+
+class GpuPoolSpawner(DockerSpawner):
+    """Spawns each server on a pool node chosen by the pool service's scheduler."""
+
+    catalog_dir = Unicode(
+        help="""Folder with the gpupool catalogs (specs, images, nodes). Set by gpupool.hub.configure.""",
+    ).tag(config=True)
+
+    pool_api_url = Unicode(
+        help="""URL of the pool service's API as the hub reaches it, e.g.
+        http://127.0.0.1:8002/services/gpupool/api. Set by gpupool.hub.configure.""",
+    ).tag(config=True)
+
+    pool_api_token = Unicode(
+        help="""Hub token of the service gpupool-spawner, which reserves on behalf of users.
+        Set by gpupool.hub.configure; never shown to users.""",
+    ).tag(config=True)
+
+    hami_cache_root = Unicode(
+        "",
+        help="""Host folder (on every node) under which each sliced server gets its own
+        HAMi-core shared-cache folder. Empty: 'containers/' beside the node's libvgpu.so,
+        as HAMi's device plugin does.""",
+    ).tag(config=True)
+
+    @default("start_timeout")
+    def _start_timeout_default(self) -> int:
+        return 120
+
+    @default("http_timeout")
+    def _http_timeout_default(self) -> int:
+        return 90
+
+    @default("remove")
+    def _remove_default(self) -> bool:
+        return True  # GPUs are placed anew at each start
+
+    # -- state ---------------------------------------------------------------------
+    node_name = Unicode("")
+    reservation_id = Unicode("")
+    reserved_port = 0
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.node_name = state.get("node", "")
+        self.reservation_id = state.get("reservation", "")
+        self.reserved_port = int(state.get("port") or 0)
+        if state.get("container_name"):
+            self.object_name = state["container_name"]
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.reservation_id:
+            state.update(
+                node=self.node_name,
+                reservation=self.reservation_id,
+                port=self.reserved_port,
+                container_name=self.object_name,
+            )
+        return state
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.node_name = ""
+        self.reservation_id = ""
+        self.reserved_port = 0
+
+    # -- plumbing ------------------------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        return _catalog(self.catalog_dir)
+
+    @property
+    def pool(self) -> PoolClient:
+        return PoolClient(self.pool_api_url, self.pool_api_token)
+
+    @property
+    def node(self) -> Node:
+        node = self.catalog.node(self.node_name)
+        if node is None:
+            raise RuntimeError(f"node {self.node_name!r} is no longer in the catalog")
+        return node
+
+    @property
+    def client(self) -> Any:  # one client per node, never DockerSpawner's class-wide one
+        return shared_engines()._client(self.node)
+
+    def docker(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return asyncio.ensure_future(shared_engines().call(self.node, method, *args, **kwargs))
+
+    def _groups(self) -> list[str]:
+        return [g.name for g in getattr(self.user, "groups", [])]
+
+    # -- the form ------------------------------------------------------------------
+    @default("options_form")
+    def _options_form_default(self) -> Any:
+        async def form(spawner: GpuPoolSpawner) -> str:
+            catalog = spawner.catalog
+            specs = allowed_specs(catalog, spawner._groups(), bool(spawner.user.admin))
+            try:
+                fits = {s["slug"]: s["fits_now"] for s in await spawner.pool.specs()}
+            except Exception as e:  # the form still renders; starting will explain
+                spawner.log.warning("pool service unavailable for the form: %s", e)
+                fits = {}
+            simulated = {
+                s.slug
+                for s in specs
+                if s.gpus
+                and all(
+                    n.gpu_runtime == "none"
+                    for n in catalog.nodes
+                    if any(s.matches_model(g.model) for g in n.gpus)
+                )
+            }
+            return render_form(catalog, specs, fits, simulated)
+
+        return form
+
+    @default("options_from_form")
+    def _options_from_form_default(self) -> Any:
+        return lambda formdata: from_form(formdata)
+
+    # -- progress --------------------------------------------------------------------
+    def _event(self, progress: int, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        self._events.append({"progress": progress, "message": message})
+
+    async def progress(self) -> Any:
+        sent = 0
+        while True:
+            events = getattr(self, "_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            if not self._spawn_pending and sent >= len(events):
+                return
+            await asyncio.sleep(0.25)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> tuple[str, int]:  # type: ignore[override]
+        self._events: list[dict[str, Any]] = []
+        t0 = time.monotonic()
+        try:
+            spec, image = validate_options(
+                self.user_options, self.catalog, self._groups(), bool(self.user.admin)
+            )
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+        name = container_name(self.user.name, self.name)
+        self.object_name = name
+        self._event(10, f"reserving {spec.display_name}")
+        try:
+            res = await self.pool.reserve(
+                owner=self.user.name, spec=spec.slug, server_name=self.name, container=name
+            )
+        except PoolError as e:
+            if e.status == 503:
+                self._event(100, e.body.get("message", "no capacity"))
+                raise CapacityError(
+                    e.body.get("message", "no capacity"), e.body.get("nodes")
+                ) from None
+            raise
+        self.node_name, self.reservation_id, self.reserved_port = (
+            res["node"],
+            res["id"],
+            int(res["port"]),
+        )
+        gpus = tuple(
+            GpuShare(g["uuid"], g["index"], g["memory_mib"], g["sm"], g["whole"])
+            for g in res["gpus"]
+        )
+        self._event(
+            30, f"reserved {describe_reservation(gpus, spec.gpu_sm_percent)} on {self.node_name}"
+        )
+        try:
+            node = self.node
+            host_network = node.network == "host"
+            self.ip = node.address if host_network else "0.0.0.0"
+            self.port = self.reserved_port if host_network else BRIDGE_PORT
+            self.image = image.reference
+            plan = build_container(
+                user=self.user.name,
+                server=self.name,
+                spec=spec,
+                image=image,
+                node=node,
+                reservation_id=self.reservation_id,
+                gpus=gpus,
+                hub_env=self.get_env(),
+                port=self.reserved_port,
+                command=await self.get_command(),
+                cache_root=self.hami_cache_root or None,
+            )
+            self._event(50, f"creating the container on {node.name} from {image.name}")
+            await self._create(plan)
+            self._event(70, "waiting for JupyterLab")
+        except BaseException:
+            await self._undo_start()
+            raise
+        self.log.info("%s placed in %.2fs", self._log_name, time.monotonic() - t0)
+        return (node.address, self.reserved_port)
+
+    async def _create(self, plan: ContainerPlan) -> None:
+        try:  # a container left by a crashed start: ours by name, so replace it
+            await self.docker("remove_container", plan.name, force=True)
+        except NotFound:
+            pass
+        try:
+            await self.docker(
+                "create_volume",
+                name=home_volume(self.user.name),
+                labels={"io.gpupool.owner": self.user.name},
+            )
+        except APIError as e:
+            if e.status_code != 409:
+                raise
+        host_config = await shared_engines().run(
+            lambda: self.client.create_host_config(**plan.host_config)
+        )
+        obj = await self.docker("create_container", host_config=host_config, **plan.create_kwargs())
+        self.object_id = obj["Id"]
+        await self.docker("start", self.object_id)
+
+    async def _undo_start(self) -> None:
+        """Remove what a failed start created and give the GPUs back."""
+        if self.node_name and self.object_name:
+            try:
+                await self.docker("remove_container", self.object_name, force=True)
+            except (NotFound, EngineUnreachable):
+                pass
+            except Exception:
+                self.log.exception("could not remove %s after a failed start", self.object_name)
+        if self.reservation_id:
+            try:
+                await self.pool.release(self.reservation_id)
+            except Exception:
+                self.log.exception("could not release %s after a failed start", self.reservation_id)
+        self.clear_state()
+
+    async def poll(self) -> int | str | None:  # type: ignore[override]
+        if not self.node_name or not self.object_name:
+            return 0
+        try:
+            info = await self.docker("inspect_container", self.object_name)
+        except NotFound:
+            return 0
+        except EngineUnreachable as e:
+            # an engine that does not answer is not proof that the container is gone
+            self.log.warning("%s: %s; assuming the server still runs", self._log_name, e)
+            return None
+        except APIError as e:
+            self.log.warning(
+                "%s: engine error %s; assuming the server still runs", self._log_name, e
+            )
+            return None
+        state = info["State"]
+        if state.get("Running"):
+            return None
+        return f"ExitCode={state.get('ExitCode')}, Error={state.get('Error')!r}"
+
+    async def stop(self, now: bool = False) -> None:  # type: ignore[override]
+        if self.node_name and self.object_name:
+            try:
+                await self.docker("remove_container", self.object_name, force=True)
+            except NotFound:
+                pass  # already gone is success
+        if self.reservation_id:
+            await self.pool.release(self.reservation_id)
+        self.clear_state()
+
+
+def describe_reservation(gpus: tuple[GpuShare, ...], sm: int | None) -> str:
+    """'GPU 1 (20 GiB, 30 % SM)', 'GPUs 0, 1 (whole)', 'no GPU'."""
+    if not gpus:
+        return "no GPU"
+    idx = ", ".join(str(g.index) for g in gpus)
+    word = "GPU" if len(gpus) == 1 else "GPUs"
+    if gpus[0].whole:
+        return f"{word} {idx} (whole)"
+    share = format_mib(gpus[0].memory_mib) + (f", {sm} % SM" if sm else "")
+    return f"{word} {idx} ({share})"

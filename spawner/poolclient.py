@@ -1,0 +1,73 @@
+"""The hub side's client of the pool API (the spawner reserves and releases through it)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+
+class PoolError(RuntimeError):
+    def __init__(self, status: int, body: dict[str, Any]):
+        self.status = status
+        self.body = body
+        super().__init__(f"pool API answered {status}: {body.get('message', body)}")
+
+
+class PoolClient:
+    def __init__(self, api_url: str, token: str, timeout: float = 30):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        req = HTTPRequest(
+            f"{self.api_url}/{path.lstrip('/')}",
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            body=json.dumps(body) if body is not None else None,
+            request_timeout=self.timeout,
+            allow_nonstandard_methods=True,
+        )
+        try:
+            resp = await AsyncHTTPClient().fetch(req)
+        except HTTPClientError as e:
+            payload: dict[str, Any] = {}
+            if e.response is not None and e.response.body:
+                try:
+                    payload = json.loads(e.response.body)
+                except ValueError:
+                    payload = {"message": e.response.body.decode(errors="replace")[:500]}
+            raise PoolError(e.code, payload) from None
+        return json.loads(resp.body) if resp.body else None
+
+    async def specs(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "specs"))["specs"]
+
+    async def reserve(
+        self, *, owner: str, spec: str, server_name: str, container: str
+    ) -> dict[str, Any]:
+        body = {
+            "spec": spec,
+            "owner": owner,
+            "server_name": server_name,
+            "kind": "notebook",
+            "container": container,
+        }
+        return await self.request("POST", "reservations", body)
+
+    async def get(self, rid: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", f"reservations/{rid}")
+        except PoolError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def release(self, rid: str) -> None:
+        try:
+            await self.request("DELETE", f"reservations/{rid}")
+        except PoolError as e:
+            if e.status != 404:  # already gone is success
+                raise
