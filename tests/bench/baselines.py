@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from gpupool.pool.state import ClusterState, GpuShare, Placement, Request
 
 Baseline = Callable[[ClusterState, Request], "Placement | None"]

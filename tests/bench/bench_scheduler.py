@@ -59,6 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from gpupool.catalog.models import Gpu, Node
 from gpupool.pool.scheduler import place
 from gpupool.pool.state import ClusterState, Placement, Request, invariant_violations

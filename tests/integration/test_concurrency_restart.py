@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from gpupool.catalog import load_catalog
 from gpupool.pool.state import invariant_violations
-
 from tests.conftest import CATALOG
 from tests.support.hub import Hub
 from tests.unit.test_ledger import db_holdings

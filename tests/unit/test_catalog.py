@@ -13,9 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gpupool.catalog.load as load_module
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gpupool.catalog.load as load_module
 from gpupool.catalog import (
     Catalog,
     CatalogError,
@@ -27,8 +30,6 @@ from gpupool.catalog import (
     parse_size_mib,
 )
 from gpupool.catalog.units import SIZE_HELP
-from hypothesis import given
-from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
 HUB_CONFIG = REPO / "hub_config"

@@ -8,13 +8,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
+
 from gpupool.catalog import load_catalog
 from gpupool.pool.ledger import Ledger, LedgerError
 from gpupool.pool.scheduler import Rejection
 from gpupool.pool.state import GpuShare, invariant_violations
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
 
 
 def db_holdings(url: str) -> list[tuple[str, GpuShare]]:

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gpupool.catalog.models import Gpu, Node, Spec
 from gpupool.pool.scheduler import Rejection, describe_request, explain, fits_now, place
 from gpupool.pool.state import ClusterState, GpuShare, Placement, Request
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 GIB = 1024
 A100 = "NVIDIA A100-SXM4-80GB"
