@@ -70,3 +70,39 @@ ensure_postgres_server() {
     if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then return; fi
     apt_install postgresql
 }
+
+ensure_docker_engine() {
+    # a Docker engine on /var/run/docker.sock: use a running one, else start dockerd,
+    # else (root on Debian) install Debian's docker.io, else say what to install
+    export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
+    if docker info >/dev/null 2>&1; then return; fi
+    if ! command -v dockerd >/dev/null; then
+        apt_install docker.io
+    fi
+    command -v docker >/dev/null || die "dockerd is installed but the docker client is not; install docker.io (Debian) or docker-ce-cli"
+    local log="$GPUPOOL_STATE_DIR/dockerd.log"
+    mkdir -p "$GPUPOOL_STATE_DIR"
+    [ "$(id -u)" = 0 ] || die "no Docker engine is running and only root can start one: start dockerd (or ask an admin), then run again"
+    say "starting dockerd (log: $log)"
+    (setsid dockerd >>"$log" 2>&1 &)
+    for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && return; sleep 1; done
+    # machines without iptables/bridge support: host networking only
+    pkill -x dockerd 2>/dev/null; sleep 2
+    say "dockerd did not come up with default networking; retrying with --bridge=none --iptables=false"
+    (setsid dockerd --bridge=none --iptables=false --ip6tables=false >>"$log" 2>&1 &)
+    for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && return; sleep 1; done
+    tail -20 "$log" >&2
+    die "dockerd did not start; see $log"
+}
+
+ensure_test_tools() {
+    # what the integration and browser tests start themselves: Docker engines (images
+    # from debootstrap), a C compiler for the HAMi-core stand-in, Debian's Chromium
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+    command -v openssl >/dev/null || missing+=(openssl)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# gpupool on this machine, in one command: installs what is missing, makes the logins,
-# and runs the hub in the foreground at http://127.0.0.1:8000 (Ctrl-C stops it).
+# gpupool on this machine, in one command: installs what is missing (Docker engine,
+# proxy, Python packages), builds the single-user image, serves this machine's engine as
+# the pool's node, makes the logins, and runs the hub in the foreground at
+# http://127.0.0.1:8000 (Ctrl-C stops it; servers keep running and the hub finds them again).
 #
 #   GPUPOOL_PORT=8000          public port (the proxy API uses PORT+1, the pool service PORT+2,
 #                              the hub API PORT+81)
-#   GPUPOOL_CONFIG_DIR=...     catalog folder (default: hub_config/)
+#   GPUPOOL_CONFIG_DIR=...     your catalog folder (default: hub_config/ with this machine as node)
 #   GPUPOOL_STATE_DIR=...      databases, secrets, logins (default: .state/)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -14,10 +16,35 @@ ensure_venv hub
 ensure_proxy
 
 export GPUPOOL_STATE_DIR="${GPUPOOL_STATE_DIR:-$GPUPOOL_ROOT/.state}"
-export GPUPOOL_CONFIG_DIR="${GPUPOOL_CONFIG_DIR:-$GPUPOOL_ROOT/hub_config}"
+user_catalog="${GPUPOOL_CONFIG_DIR:-}"
 export GPUPOOL_PORT="${GPUPOOL_PORT:-8000}"
 mkdir -p "$GPUPOOL_STATE_DIR"; chmod 700 "$GPUPOOL_STATE_DIR"
 
+ensure_docker_engine
+say "single-user image (the first build takes a few minutes)"
+bash "$GPUPOOL_ROOT/images/build.sh" --host "$DOCKER_HOST" --tag gpupool/singleuser:latest
+
+if [ -n "$user_catalog" ]; then
+    export GPUPOOL_CONFIG_DIR="$user_catalog"
+else
+    # This machine's engine as the pool's node: real HAMi-core when installed, else a
+    # demo node with simulated GPUs and a stand-in preload library that limits nothing.
+    vgpu="$GPUPOOL_STATE_DIR/vgpu"; real=""
+    if [ -f /usr/local/vgpu/libvgpu.so ] && [ -f /usr/local/vgpu/ld.so.preload ]; then
+        hami=/usr/local/vgpu/libvgpu.so; real=--real-hami
+    else
+        hami="$vgpu/libvgpu.so"
+        if [ ! -f "$hami" ]; then
+            command -v gcc >/dev/null || apt_install gcc libc6-dev
+            mkdir -p "$vgpu"
+            gcc -shared -fPIC -O2 -o "$hami" "$GPUPOOL_ROOT/images/hami-stand-in/libvgpu.c"
+            echo /usr/local/vgpu/libvgpu.so >"$vgpu/ld.so.preload"
+        fi
+    fi
+    export GPUPOOL_CONFIG_DIR="$GPUPOOL_STATE_DIR/catalog"
+    "$VENV/bin/gpupool" local-catalog --source "$GPUPOOL_ROOT/hub_config" --out "$GPUPOOL_CONFIG_DIR" \
+        --engine "$DOCKER_HOST" --hami-core "$hami" $real
+fi
 "$VENV/bin/gpupool" check-config --config "$GPUPOOL_CONFIG_DIR"
 
 # Logins, made once and kept (mode 600) so that a restart keeps them.

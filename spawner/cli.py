@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .catalog import CatalogError, config_dir, load_catalog
 from .pool.scheduler import POLICIES
@@ -50,6 +51,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_local_catalog(args: argparse.Namespace) -> int:
+    from .localnode import write_local_catalog
+
+    summary = write_local_catalog(
+        Path(args.source),
+        Path(args.out),
+        engine=args.engine,
+        hami_core=args.hami_core,
+        real_hami=args.real_hami,
+    )
+    _catalog(args.out)  # the result must load
+    print(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpupool", description="gpupool: a Jupyter-native GPU pool")
     sub = p.add_subparsers(dest="command", required=True)
@@ -79,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR or hub_config/)"
     )
     check.set_defaults(func=cmd_check_config)
+
+    local = sub.add_parser(
+        "local-catalog",
+        help="(quickstart) write a catalog whose one node is this machine's Docker engine",
+    )
+    local.add_argument(
+        "--source", default=str(config_dir()), help="catalog to copy (default: hub_config/)"
+    )
+    local.add_argument("--out", required=True, help="folder to write")
+    local.add_argument("--engine", default="unix:///var/run/docker.sock")
+    local.add_argument(
+        "--hami-core", required=True, help="host path of libvgpu.so for sliced specs"
+    )
+    local.add_argument(
+        "--real-hami", action="store_true", help="libvgpu.so is HAMi-core, not the stand-in"
+    )
+    local.set_defaults(func=cmd_local_catalog)
     return p
 
 

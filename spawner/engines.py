@@ -21,6 +21,7 @@ from requests.exceptions import ReadTimeout
 from .catalog.models import Node
 
 T = TypeVar("T")
+API_VERSION = "1.41"  # Docker 20.10 and later; device requests need 1.40
 UNREACHABLE = (RequestsConnectionError, ReadTimeout, ConnectionError, TimeoutError, OSError)
 
 
@@ -50,9 +51,13 @@ class Engines:
                         client_cert=(node.tls.cert, node.tls.key), ca_cert=node.tls.ca, verify=True
                     )
                 url = node.engine.replace("tcp://", "https://") if tls else node.engine
+                # An explicit API version: "auto" would contact the engine here, inside
+                # the lock. trust_env=False: REQUESTS_CA_BUNDLE and proxy variables of
+                # the hub's environment must not replace the node's own TLS files.
                 client = docker.APIClient(
-                    base_url=url, tls=tls, version="auto", timeout=self.timeout
+                    base_url=url, tls=tls, version=API_VERSION, timeout=self.timeout
                 )
+                client.trust_env = False
                 self._clients[key] = client
             return client
 

@@ -177,6 +177,22 @@ class GpuPoolSpawner(DockerSpawner):
 
         return form
 
+    @default("apply_user_options")
+    def _apply_user_options_default(self) -> Any:
+        """Checks the options before anything is reserved; a wrong or disallowed value
+        answers 400 with what is allowed (the hub passes our HTTPError through)."""
+
+        def apply(spawner: GpuPoolSpawner, options: dict[str, Any]) -> None:
+            spawner._chosen = spawner._validated(options)
+
+        return apply
+
+    def _validated(self, options: dict[str, Any]) -> tuple[Any, Any]:
+        try:
+            return validate_options(options, self.catalog, self._groups(), bool(self.user.admin))
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+
     @default("options_from_form")
     def _options_from_form_default(self) -> Any:
         return lambda formdata: from_form(formdata)
@@ -201,13 +217,10 @@ class GpuPoolSpawner(DockerSpawner):
     async def start(self) -> tuple[str, int]:  # type: ignore[override]
         self._events: list[dict[str, Any]] = []
         t0 = time.monotonic()
-        try:
-            spec, image = validate_options(
-                self.user_options, self.catalog, self._groups(), bool(self.user.admin)
-            )
-        except OptionsError as e:
-            raise web.HTTPError(400, str(e)) from None
+        spec, image = self._validated(self.user_options or {})
         name = container_name(self.user.name, self.name)
+        # DockerSpawner re-renders object_name whenever image changes: image first
+        self.image = image.reference
         self.object_name = name
         self._event(10, f"reserving {spec.display_name}")
         try:
@@ -238,7 +251,6 @@ class GpuPoolSpawner(DockerSpawner):
             host_network = node.network == "host"
             self.ip = node.address if host_network else "0.0.0.0"
             self.port = self.reserved_port if host_network else BRIDGE_PORT
-            self.image = image.reference
             plan = build_container(
                 user=self.user.name,
                 server=self.name,

@@ -98,6 +98,7 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
         observer_groups=access.observer_groups,
         admin_services=admin_services,
         spawner_services=[SPAWNER],
+        service=SERVICE,
     )
     # Groups named in pool.yaml exist from the start so admins can fill them.
     c.JupyterHub.load_groups = {
@@ -115,6 +116,8 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.GpuPoolSpawner.pool_api_url = f"http://127.0.0.1:{port + 2}/services/{SERVICE}/api"
     c.GpuPoolSpawner.pool_api_token = spawner_token
     c.Spawner.default_url = "/lab"
+    # Servers outlive a hub restart (they keep their reservations; the hub finds them again).
+    c.JupyterHub.cleanup_servers = False
     # Servers get just what JupyterLab needs from the hub, plus reading the pool as their user.
     c.Spawner.server_token_scopes = [
         "users:activity!user",

@@ -9,6 +9,7 @@ cd "$GPUPOOL_ROOT"
 ensure_venv test
 ensure_proxy
 ensure_postgres_server
+ensure_test_tools
 
 say "ruff check + format check"
 "$VENV/bin/ruff" check .

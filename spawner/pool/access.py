@@ -43,6 +43,7 @@ def pool_roles(
     observer_groups: Iterable[str] = (),
     admin_services: Iterable[str] = (),
     spawner_services: Iterable[str] = (),
+    service: str = "gpupool",
 ) -> list[dict[str, Any]]:
     """Roles for ``c.JupyterHub.load_roles``: every user may use the pool; named
     users, groups and services observe or administer it."""
@@ -68,6 +69,14 @@ def pool_roles(
             "users": list(admin_users),
             "groups": list(admin_groups),
             "services": list(admin_services),
+        },
+        {
+            # The pool service reads a user's groups and roles: they decide the specs a
+            # reservation made on the user's behalf may use.
+            "name": "gpupool-service",
+            "description": "The pool service: reads users' names, groups and roles",
+            "scopes": ["read:users:name", "read:users:groups", "read:roles:users"],
+            "services": [service],
         },
         {
             "name": "gpupool-spawner",

@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tornado import web
+from tornado.escape import url_escape
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..catalog.models import Catalog, Spec
-from .access import Caller
+from .access import OBSERVE, Caller
 from .ledger import Ledger, LedgerError, Reservation
 from .openapi import openapi_document
 from .scheduler import Rejection
@@ -48,6 +50,27 @@ class PoolContext:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
+    async def owner(self, name: str) -> Caller:
+        """The hub's user ``name`` (its groups decide the specs it may use), looked up
+        with the service's own token; an unknown user answers 404."""
+        url = f"{self.hub_auth.api_url}/users/{url_escape(name, plus=False)}"
+        req = HTTPRequest(url, headers={"Authorization": f"token {self.hub_auth.api_token}"})
+        try:
+            resp = await AsyncHTTPClient().fetch(req)
+        except HTTPClientError as e:
+            if e.code == 404:
+                raise ApiError(404, f"no hub user {name!r}") from None
+            raise ApiError(502, f"the hub did not answer for user {name!r}: {e}") from None
+        model = json.loads(resp.body)
+        roles = set(model.get("roles") or ())
+        scopes = {OBSERVE} if roles & {"gpupool-admin", "gpupool-observer"} else set()
+        return Caller(
+            name=name,
+            kind="user",
+            scopes=frozenset(scopes),
+            groups=frozenset(model.get("groups") or ()),
+        )
+
 
 class BaseHandler(web.RequestHandler):
     caller: Caller
@@ -73,7 +96,7 @@ class BaseHandler(web.RequestHandler):
         if not model:
             raise ApiError(403, "the hub does not accept this token")
         self.caller = Caller.from_hub_model(model)
-        if not (self.caller.can_use or self.caller.can_observe):
+        if not (self.caller.can_use or self.caller.can_observe or self.caller.acts_for_others):
             raise ApiError(
                 403, "this token has no gpupool scope (custom:gpupool:use, :observe or :admin)"
             )
@@ -202,13 +225,13 @@ class ReservationsHandler(BaseHandler):
         self.send({"reservations": [r.to_json() for r in found]})
 
     async def post(self) -> None:
-        if not self.caller.can_use:
+        if not (self.caller.can_use or self.caller.acts_for_others):
             raise ApiError(403, "reserving needs the scope custom:gpupool:use")
         data = self.body(RESERVE_FIELDS)
         owner = data.get("owner", self.caller.name)
         if not isinstance(owner, str) or not owner:
             raise ApiError(400, "owner must be a user name")
-        if owner != self.caller.name and not self.caller.is_admin:
+        if owner != self.caller.name and not self.caller.acts_for_others:
             raise ApiError(
                 403, "only pool admins (custom:gpupool:admin) may reserve for another user"
             )
@@ -233,7 +256,9 @@ class ReservationsHandler(BaseHandler):
         if not isinstance(server_name, str) or len(server_name) > 255:
             raise ApiError(400, "server_name must be a string of at most 255 characters")
         slug = data.get("spec")
-        allowed = self.specs_for(self.caller)
+        # specs the owner may use: for another user, that user's groups as the hub has them
+        who = self.caller if owner == self.caller.name else await self.ctx.owner(owner)
+        allowed = self.specs_for(who)
         spec = next((s for s in allowed if s.slug == slug), None)
         if spec is None:
             names = ", ".join(s.slug for s in allowed) or "none"

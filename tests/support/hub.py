@@ -3,6 +3,7 @@ integration tests, started from the repository's own jupyterhub_config.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -26,7 +27,7 @@ load_subconfig({main!r})
 # Test-only: a service that may create users, groups and tokens (never in jupyterhub_config.py).
 c.JupyterHub.services.append({{"name": "test-admin", "api_token": {token!r}}})
 c.JupyterHub.load_roles.append(
-    {{"name": "test-admin", "scopes": ["admin:users", "admin:groups", "tokens", "list:users"], "services": ["test-admin"]}}
+    {{"name": "test-admin", "scopes": ["admin:users", "admin:servers", "admin:groups", "tokens", "list:users"], "services": ["test-admin"]}}
 )
 """
 
@@ -112,6 +113,11 @@ class Hub:
 
     def cleanup(self) -> None:
         self.stop()
+        # keep the log for a person reading a failed CI run
+        keep = REPO / ".state" / "test-logs"
+        keep.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            shutil.copy2(self.log_path, keep / f"hub-{self.port}.log")
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # -- hub API helpers -----------------------------------------------------------

@@ -156,8 +156,8 @@ def test_parsed_values(cat: Path) -> None:
     assert s.gpu_models == ("A100",)  # a string filter becomes a 1-tuple
     assert s.gpu_memory_mib == 10 * GIB
     assert s.gpu_sm_percent == 20
-    assert s.cpu_millicores == 4000
-    assert s.memory_mib == 16 * GIB
+    assert s.cpu_millicores == 1000
+    assert s.memory_mib == 4 * GIB
     assert s.disk_mib == 50 * GIB
     assert s.price_per_hour == pytest.approx(0.40)
     assert s.slice and not s.whole_cards
@@ -168,7 +168,7 @@ def test_parsed_values(cat: Path) -> None:
     assert whole.groups == ("gpu-power-users",)
     cpu = c.spec("cpu-small")
     assert cpu is not None
-    assert cpu.gpus == 0 and cpu.gpu_models == () and cpu.cpu_millicores == 2000
+    assert cpu.gpus == 0 and cpu.gpu_models == () and cpu.cpu_millicores == 1000
     assert cpu.memory_mib == 4 * GIB and cpu.disk_mib == 20 * GIB
     assert c.spec("nope") is None
 

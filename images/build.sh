@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# images/build.sh [--host DOCKER_HOST] [--tag TAG] [--base IMAGE] [--force] [--print-hash]
+#
+# Builds the single-user image (images/singleuser/Dockerfile) on one Docker engine:
+# JupyterLab, jupyterhub-singleuser (the JupyterHub version of this checkout's venv) and
+# gpupool from this checkout, in a venv at /opt/gpupool, user jovyan (uid 1000).
+#
+#   --host URL     the engine (default $DOCKER_HOST or unix:///var/run/docker.sock); for a
+#                  TLS engine also set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH
+#   --tag TAG      default gpupool/singleuser:latest
+#   --base IMAGE   default $GPUPOOL_BASE_IMAGE or gpupool/base:bookworm, which images/base.sh
+#                  makes with debootstrap if the engine lacks it. A real GPU deployment
+#                  passes a CUDA image from its registry here.
+#   --force        build even if TAG exists with the same build hash
+#   --print-hash   print the hash of the build inputs and exit (needs no engine)
+#
+# The image carries the hash of its inputs (Dockerfile, pyproject.toml, README.md,
+# spawner/, base, versions) as the label org.gpupool.build-hash; when TAG already has the
+# current hash nothing is built.
+#
+# Package index: the build runs with --network host and the same index as this machine's
+# pip (PIP_INDEX_URL / PIP_EXTRA_INDEX_URL or pip's config files), with this machine's CA
+# bundle (PIP_CERT, pip's `cert`, or /etc/ssl/certs/ca-certificates.crt). file:// indexes
+# are served to the build over loopback for the duration of the build when the engine is
+# local (GPUPOOL_BUILD_LOCAL_INDEXES=0 turns that off). Neither the bundle nor the index
+# URLs end up in the final image: pip runs in a build stage, only the venv is copied.
+#
+# Environment: JUPYTERHUB_VERSION (default: the version in $GPUPOOL_VENV or .venv),
+# JUPYTERLAB_SPEC (default "jupyterlab>=4,<5"), GPUPOOL_DOCKER (docker CLI),
+# GPUPOOL_CACHE_DIR (base.sh's cache; build logs go there too).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+DEFAULT_BASE="gpupool/base:bookworm"
+HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
+TAG="gpupool/singleuser:latest"
+BASE="${GPUPOOL_BASE_IMAGE:-$DEFAULT_BASE}"
+FORCE=""
+PRINT_HASH=""
+DOCKER="${GPUPOOL_DOCKER:-docker}"
+CACHE="${GPUPOOL_CACHE_DIR:-/var/cache/gpupool}"
+JUPYTERLAB_SPEC="${JUPYTERLAB_SPEC:-jupyterlab>=4,<5}"
+HASH_LABEL="org.gpupool.build-hash"
+
+say() { printf '\033[1m[gpupool build]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[gpupool build] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --host) HOST="$2"; shift 2 ;;
+        --host=*) HOST="${1#*=}"; shift ;;
+        --tag) TAG="$2"; shift 2 ;;
+        --tag=*) TAG="${1#*=}"; shift ;;
+        --base) BASE="$2"; shift 2 ;;
+        --base=*) BASE="${1#*=}"; shift ;;
+        --force) FORCE=1; shift ;;
+        --print-hash) PRINT_HASH=1; shift ;;
+        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+
+# ------------------------------------------------------------------ versions and hash
+PY=""
+for cand in "${GPUPOOL_VENV:-$ROOT/.venv}/bin/python" python3; do
+    if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
+done
+
+if [ -z "${JUPYTERHUB_VERSION:-}" ]; then
+    for cand in "${GPUPOOL_VENV:-$ROOT/.venv}/bin/python" python3; do
+        JUPYTERHUB_VERSION="$("$cand" -c 'import jupyterhub; print(jupyterhub.__version__)' 2>/dev/null)" && break
+        JUPYTERHUB_VERSION=""
+    done
+fi
+[ -n "${JUPYTERHUB_VERSION:-}" ] || die "cannot tell the hub's JupyterHub version (no jupyterhub in ${GPUPOOL_VENV:-$ROOT/.venv}); set JUPYTERHUB_VERSION"
+
+# The gpupool sources that go into the image (what `pip install /src` needs).
+src_files() {
+    (cd "$ROOT" && find pyproject.toml README.md spawner -type f \
+        ! -name '*.pyc' ! -name '*.pyo' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z)
+}
+
+build_hash() {
+    {
+        echo "gpupool-singleuser v1"
+        echo "base=$BASE"
+        # our own base is defined by base.sh; a registry base by its name
+        if [ "$BASE" = "$DEFAULT_BASE" ]; then sha256sum <"$HERE/base.sh"; fi
+        echo "jupyterhub=$JUPYTERHUB_VERSION"
+        echo "jupyterlab=$JUPYTERLAB_SPEC"
+        sha256sum <"$HERE/singleuser/Dockerfile"
+        (cd "$ROOT" && src_files | xargs -0 sha256sum)
+    } | sha256sum | cut -c1-16
+}
+HASH="$(build_hash)"
+if [ -n "$PRINT_HASH" ]; then echo "$HASH"; exit 0; fi
+
+# ------------------------------------------------------------------ engine
+dk() { "$DOCKER" -H "$HOST" "$@"; }
+command -v "$DOCKER" >/dev/null || die "no docker CLI ($DOCKER); install Debian's docker.io"
+dk version >/dev/null 2>&1 || die "the Docker engine at $HOST does not answer"
+
+have="$(dk image inspect --format "{{index .Config.Labels \"$HASH_LABEL\"}}" "$TAG" 2>/dev/null || true)"
+if [ -z "$FORCE" ] && [ "$have" = "$HASH" ]; then
+    say "$TAG is up to date on $HOST (build hash $HASH)"
+    exit 0
+fi
+
+if [ "$BASE" = "$DEFAULT_BASE" ] || [[ "$BASE" == gpupool/base:* ]]; then
+    GPUPOOL_DOCKER="$DOCKER" bash "$HERE/base.sh" --host "$HOST" --tag "$BASE"
+fi
+
+# ------------------------------------------------------------------ pip index and CA
+pip_setting() {
+    # pip_setting KEY: the value this machine's pip uses (environment over install. over
+    # global. sections of its config files); pip config list shows all of them
+    [ -n "$PY" ] || return 0
+    "$PY" -m pip config list 2>/dev/null | awk -v key="$1" '
+        { i = index($0, "="); name = substr($0, 1, i - 1); val = substr($0, i + 1)
+          gsub(/^'\''|'\''$/, "", val) }
+        name == ":env:." key { envv = val }
+        name == "install." key { inst = val }
+        name == "global." key { glob = val }
+        END { if (envv != "") print envv; else if (inst != "") print inst; else print glob }'
+}
+
+engine_is_local() {
+    case "$HOST" in
+        unix://*|tcp://127.0.0.1:*|tcp://localhost:*|tcp://\[::1\]:*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+SERVER_PIDS=()
+CTX=""
+cleanup() {
+    local p
+    for p in "${SERVER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -z "$CTX" ] || rm -rf "$CTX"
+}
+trap cleanup EXIT
+
+serve_file_index() {
+    # serve_file_index file:///path/simple: sets SERVED to http://127.0.0.1:PORT/simple/,
+    # a loopback server rooted at the index's parent folder (where its relative file links
+    # point), stopped when this script ends
+    SERVED=""
+    local dir="${1#file://}"
+    dir="${dir%/}"
+    [ -d "$dir" ] || return 1
+    local portfile port
+    portfile="$(mktemp)"
+    # The port is part of the index URL, a build arg: a stable port per folder keeps the
+    # builder's layer cache valid between builds (61000-64999: above Linux's ephemeral
+    # ports and the ports the tests pick).
+    local want=$((61000 + $(printf '%s' "$dir" | cksum | cut -d' ' -f1) % 4000))
+    python3 - "$(dirname "$dir")" "$want" >"$portfile" 2>/dev/null <<'PYEOF' &
+import functools, http.server, sys
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Quiet, directory=sys.argv[1])
+want = int(sys.argv[2])
+for port in [*range(want, want + 10), 0]:
+    try:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        break
+    except OSError:
+        continue
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+PYEOF
+    SERVER_PIDS+=("$!")
+    for _ in $(seq 50); do [ -s "$portfile" ] && break; sleep 0.1; done
+    port="$(head -1 "$portfile")"
+    rm -f "$portfile"
+    [ -n "$port" ] || return 1
+    SERVED="http://127.0.0.1:$port/$(basename "$dir")/"
+}
+
+map_index() {
+    # map_index URL: sets MAPPED to the URL the build container can use, or to nothing
+    MAPPED=""
+    case "$1" in
+        http://127.0.0.1*|http://localhost*|https://127.0.0.1*|https://localhost*)
+            if engine_is_local; then MAPPED="$1"; else say "skipping $1 (loopback of this machine, remote engine)"; fi ;;
+        http://*|https://*) MAPPED="$1" ;;
+        file://*)
+            if [ "${GPUPOOL_BUILD_LOCAL_INDEXES:-1}" = 0 ]; then
+                say "skipping the local index $1 (GPUPOOL_BUILD_LOCAL_INDEXES=0)"
+            elif ! engine_is_local; then
+                say "skipping the local index $1 (the engine is not on this machine)"
+            elif serve_file_index "$1"; then
+                MAPPED="$SERVED"
+            else
+                say "skipping the local index $1 (not a folder, or its server did not start)"
+            fi ;;
+        "") ;;
+        *) say "skipping the index $1 (unsupported scheme)" ;;
+    esac
+}
+
+INDEX_URL="$(pip_setting index-url)"
+INDEX_URL="${INDEX_URL:-https://pypi.org/simple}"
+map_index "$INDEX_URL"
+if [ -z "$MAPPED" ]; then
+    say "the index $INDEX_URL cannot be used in the build; using https://pypi.org/simple"
+    MAPPED="https://pypi.org/simple"
+fi
+INDEX_URL="$MAPPED"
+EXTRA_URLS=()
+for u in $(pip_setting extra-index-url); do
+    map_index "$u"
+    [ -z "$MAPPED" ] || EXTRA_URLS+=("$MAPPED")
+done
+EXTRA_INDEX_URL="${EXTRA_URLS[*]:-}"
+
+CA="$(pip_setting cert)"
+[ -n "$CA" ] || CA="${REQUESTS_CA_BUNDLE:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
+
+# ------------------------------------------------------------------ context and build
+CTX="$(mktemp -d)"
+cp "$HERE/singleuser/Dockerfile" "$CTX/Dockerfile"
+mkdir "$CTX/src"
+(cd "$ROOT" && src_files | xargs -0 cp --parents -t "$CTX/src")
+# gpupool's runtime dependencies, for the image's cached dependency layer
+"${PY:-python3}" - "$ROOT/pyproject.toml" >"$CTX/requirements.txt" <<'PYEOF' \
+    || die "cannot read the dependencies from pyproject.toml (needs Python >= 3.11 or tomli)"
+import sys
+try:
+    import tomllib
+except ImportError:
+    import tomli as tomllib
+with open(sys.argv[1], "rb") as f:
+    print("\n".join(tomllib.load(f)["project"].get("dependencies", [])))
+PYEOF
+if [ -f "$CA" ]; then cp "$CA" "$CTX/build-ca.crt"; else : >"$CTX/build-ca.crt"; fi
+
+# The Dockerfile works with BuildKit and with the legacy builder; without buildx a recent
+# CLI needs the legacy builder.
+if [ -z "${DOCKER_BUILDKIT:-}" ] && ! "$DOCKER" buildx version >/dev/null 2>&1; then
+    export DOCKER_BUILDKIT=0
+fi
+
+mkdir -p "$CACHE"
+LOG="$CACHE/build-$(echo "$TAG" | tr '/:' '__').log"
+say "building $TAG on $HOST (base $BASE, jupyterhub $JUPYTERHUB_VERSION, index $INDEX_URL${EXTRA_INDEX_URL:+ + $EXTRA_INDEX_URL}); log: $LOG"
+start=$SECONDS
+if ! dk build --network host \
+        --build-arg "BASE=$BASE" \
+        --build-arg "JUPYTERHUB_VERSION=$JUPYTERHUB_VERSION" \
+        --build-arg "JUPYTERLAB_SPEC=$JUPYTERLAB_SPEC" \
+        --build-arg "PIP_INDEX_URL=$INDEX_URL" \
+        --build-arg "PIP_EXTRA_INDEX_URL=$EXTRA_INDEX_URL" \
+        --label "$HASH_LABEL=$HASH" \
+        --label "org.gpupool.base=$BASE" \
+        --label "org.gpupool.jupyterhub=$JUPYTERHUB_VERSION" \
+        -t "$TAG" "$CTX" >"$LOG" 2>&1; then
+    tail -40 "$LOG" >&2
+    die "docker build failed (full log: $LOG)"
+fi
+size="$(dk image inspect --format '{{.Size}}' "$TAG")"
+say "built $TAG in $((SECONDS - start)) s, $((size / 1000000)) MB, build hash $HASH"

@@ -1,0 +1,89 @@
+"""The quickstart's catalog: the shipped catalog with this machine's engine as its node.
+
+GPUs come from NVML when the machine has any (and the nvidia runtime is used); else the
+shipped demo node's declared GPUs are kept and the node runs with no GPU runtime, its
+containers getting every variable and mount of a sliced spec but no device (the spec
+cards say "simulated").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def nvml_gpus() -> tuple[list[dict[str, Any]], str]:
+    """(GPUs, why not) from NVML; an empty list and the reason when there are none."""
+    try:
+        import pynvml  # nvidia-ml-py
+    except ImportError:
+        return [], "nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+    except Exception as e:
+        return [], f"NVML did not start: {e}"
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(h)
+            uuid = pynvml.nvmlDeviceGetUUID(h)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h).total // (1024 * 1024)
+            gpus.append(
+                {
+                    "index": i,
+                    "uuid": uuid.decode() if isinstance(uuid, bytes) else uuid,
+                    "model": name.decode() if isinstance(name, bytes) else name,
+                    "memory": f"{mem}MiB",
+                }
+            )
+        return gpus, "" if gpus else "NVML sees no GPU"
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _mem_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return 4096
+
+
+def write_local_catalog(
+    src: Path, out: Path, *, engine: str, hami_core: str, real_hami: bool
+) -> str:
+    """Copy ``src`` to ``out`` with nodes.yaml replaced by this machine; returns a summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.glob("*.yaml"):
+        if f.name != "nodes.yaml":
+            shutil.copy2(f, out / f.name)
+    demo = (yaml.safe_load((src / "nodes.yaml").read_text()) or {}).get("nodes", [{}])[0]
+    gpus, why = nvml_gpus()
+    node: dict[str, Any] = {
+        "name": "local",
+        "engine": engine,
+        "address": "127.0.0.1",
+        "network": "host",
+        "cpu": os.cpu_count() or 1,
+        "memory": f"{_mem_mib()}MiB",
+        "hami_core": hami_core,
+        "labels": {"zone": "local"},
+    }
+    if gpus and real_hami:
+        node.update(gpu_runtime="nvidia", gpus=gpus)
+        summary = f"node 'local' with {len(gpus)} GPU(s) from NVML, HAMi-core at {hami_core}"
+    else:
+        node.update(gpu_runtime="none", gpus=demo.get("gpus", []))
+        reason = why or "HAMi-core's libvgpu.so is not installed"
+        summary = (
+            f"node 'local' with {len(node['gpus'])} simulated GPU(s) ({reason}); no GPU runtime"
+        )
+    (out / "nodes.yaml").write_text(
+        "# Made by deploy/quickstart.sh for this machine; edit hub_config/ instead.\n"
+        + yaml.safe_dump({"nodes": [node]}, sort_keys=False)
+    )
+    return summary

@@ -1,0 +1,1 @@
+"""Tests on a real NVIDIA GPU (marked ``gpu``): NVML discovery and HAMi-core's limits."""

@@ -1,0 +1,208 @@
+"""HAMi-core on a real card, with exactly the environment gpupool gives a sliced spec.
+
+Each test places a slice with gpupool's scheduler, builds its container with gpupool's
+builder and runs a workload with that container's environment (see sliced.py). Where
+it matters, the same workload runs without the preload as a control, so that every
+assertion here is one a broken limit fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpupool.container import VGPU_DIR, VGPU_LIB
+
+from .sliced import MARK, Container, sliced_container
+
+pytestmark = pytest.mark.gpu
+GIB = 1024
+
+
+def oom(error: str) -> bool:
+    return "OutOfMemoryError" in error or "out of memory" in error.lower()
+
+
+def hami_lines(stderr: str, pattern: str, last: int = 3) -> list[str]:
+    return [ln for ln in stderr.splitlines() if re.search(pattern, ln)][-last:]
+
+
+@pytest.fixture
+def slice4g(tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path) -> Container:
+    return sliced_container(tmp_path / "c", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=30)
+
+
+def test_the_sliced_environment_reaches_hami_core(slice4g: Container, libvgpu: Path) -> None:
+    """The plan's variables and binds fit together: every path HAMi-core is given lies
+    in a bind, and the limits are per device in HAMi-core's own size format."""
+    plan_env = slice4g.plan.environment
+    assert plan_env["LD_PRELOAD"] == VGPU_LIB
+    assert plan_env["CUDA_DEVICE_MEMORY_LIMIT_0"] == "4096m"
+    assert plan_env["CUDA_DEVICE_SM_LIMIT_0"] == "30"
+    assert plan_env["CUDA_DEVICE_MEMORY_SHARED_CACHE"].startswith(VGPU_DIR + "/")
+    env = slice4g.env
+    assert Path(env["LD_PRELOAD"]).resolve() == libvgpu
+    assert Path(env["CUDA_DEVICE_MEMORY_SHARED_CACHE"]).parent.is_dir()
+    binds = {b["bind"] for b in slice4g.plan.host_config["binds"].values()}
+    assert {"/etc/ld.so.preload", "/tmp/vgpulock", VGPU_LIB} <= binds
+
+
+def test_memory_limit_is_enforced(slice4g: Container, figures: dict) -> None:
+    limit = 4 * GIB
+    bare = slice4g.run("memory", limit, hami=False)
+    sliced = slice4g.run("memory", limit)
+    stderr = sliced.pop("_stderr")
+    bare.pop("_stderr")
+    figures["memory_limit"] = {"limit_mib": limit, "sliced": sliced, "bare": bare}
+    print(f"\nlimit {limit} MiB\n  sliced: {sliced}\n  bare:   {bare}")
+    print("  HAMi-core:", *hami_lines(stderr, r"HAMI-core|OOM|limit"), sep="\n    ")
+    # the control: the bare card takes all of it, so the checks below can fail
+    assert bare["total_mib"] > 2 * limit
+    assert not bare["over_error"] and not bare["single_over_error"]
+    # inside the slice the device is the slice
+    assert sliced["total_mib"] == limit, sliced
+    assert sliced["free_mib"] <= limit
+    assert not sliced["below_error"], sliced["below_error"]
+    assert oom(sliced["over_error"]), f"crossing the limit did not fail: {sliced}"
+    assert oom(sliced["single_over_error"]), f"one allocation past the limit worked: {sliced}"
+    assert not sliced["again_error"], f"freed memory was not given back: {sliced}"
+    smi = sliced["smi"]
+    assert smi.get("total_mib") == limit, f"nvidia-smi inside the slice: {smi}"
+    assert sliced["below_mib"] <= smi["used_mib"] <= limit
+
+
+def test_processes_of_one_container_share_one_account(
+    tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
+) -> None:
+    """Two processes of one container share its limit; another container has its own."""
+    mine = sliced_container(tmp_path / "a", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=None)
+    other = sliced_container(
+        tmp_path / "b", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=None, reservation_id="r-2"
+    )
+    assert (
+        mine.env["CUDA_DEVICE_MEMORY_SHARED_CACHE"] != other.env["CUDA_DEVICE_MEMORY_SHARED_CACHE"]
+    )
+    holder = mine.start("hold", 3 * GIB)
+    try:
+        assert holder.stdout is not None and holder.stderr is not None
+        ready, _, _ = select.select([holder.stdout], [], [], 150)
+        assert ready, "the holding process did not report within 150 s"
+        line = holder.stdout.readline()
+        assert line.startswith(MARK), f"holder: {line!r} {holder.stderr.read()[-3000:]}"
+        assert '"error": ""' in line, line
+        second = mine.run("alloc", 2 * GIB)
+        elsewhere = other.run("alloc", 2 * GIB)
+    finally:
+        try:
+            holder.communicate(input="", timeout=60)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.communicate()
+    figures["shared_account"] = {
+        "same_container_2g_with_3g_held": second["error"],
+        "other_container_2g": elsewhere["error"] or "ok",
+    }
+    print(f"\n{figures['shared_account']}")
+    assert oom(second["error"]), f"a second process of the container was not limited: {second}"
+    assert not elsewhere["error"], elsewhere
+
+
+def test_sm_limit_slows_compute(
+    tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
+) -> None:
+    """bf16 matrix products, the same slice with and without CUDA_DEVICE_SM_LIMIT_0=30."""
+    seconds, n = 8, 8192
+    free = sliced_container(tmp_path / "free", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=None)
+    capped = sliced_container(
+        tmp_path / "capped", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=30, reservation_id="r-2"
+    )
+    assert "CUDA_DEVICE_SM_LIMIT_0" not in free.env
+    assert capped.env["CUDA_DEVICE_SM_LIMIT_0"] == "30"
+    log = {"LIBCUDA_LOG_LEVEL": "3"}  # HAMi-core's info lines: the host PID, the utilization
+    bare = free.run("matmul", seconds, n, hami=False)
+    unlimited = free.run("matmul", seconds, n, **log)
+    limited = capped.run("matmul", seconds, n, **log)
+    stderr = limited.pop("_stderr")
+    unlimited.pop("_stderr")
+    bare.pop("_stderr")
+    ratio = limited["tflops"] / unlimited["tflops"]
+    watcher = hami_lines(stderr, r"userutil=", last=5)
+    figures["sm_limit"] = {
+        "sm_percent": 30,
+        "ratio": ratio,
+        "bare": bare,
+        "unlimited": unlimited,
+        "limited": limited,
+        "hami_watcher": watcher,
+        "hami_host_pid": hami_lines(stderr, r"SET PID|HOST PID|hostpid"),
+    }
+    print(
+        f"\nbf16 {n}^3 TFLOP/s: bare {bare['tflops']:.0f}, sliced without SM limit "
+        f"{unlimited['tflops']:.0f}, sliced with 30 % {limited['tflops']:.0f}; "
+        f"ratio {ratio:.2f}\n  limited windows {limited['windows_tflops']}"
+    )
+    print("  HAMi-core watcher:", *watcher, sep="\n    ")
+    assert unlimited["tflops"] > 0.8 * bare["tflops"], "the preload alone slowed compute"
+    assert ratio < 0.6, (
+        f"CUDA_DEVICE_SM_LIMIT_0=30 left {ratio:.2f} of the throughput; HAMi-core said:\n"
+        + "\n".join(hami_lines(stderr, r"PID|util|limit|ERROR|Warn", last=20))
+    )
+
+
+def test_training_under_a_slice(
+    tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
+) -> None:
+    """A small MLP trains under a 2 GiB, 30 % slice: it runs, and it learns."""
+    box = sliced_container(tmp_path / "c", gpus, libvgpu, memory_mib=2 * GIB, sm_percent=30)
+    steps = 400
+    sliced = box.run("train", steps)
+    sliced.pop("_stderr")
+    bare = box.run("train", steps, hami=False)
+    bare.pop("_stderr")
+    figures["training"] = {"sliced": sliced, "bare": bare}
+    print(
+        f"\nMLP {steps} steps: {sliced['steps_per_s']:.0f} steps/s under 2 GiB / 30 % "
+        f"({bare['steps_per_s']:.0f} on the bare card); loss {sliced['first_loss']:.4f} -> "
+        f"{sliced['last_loss']:.4f}; device total {sliced['total_mib']} MiB, "
+        f"peak reserved {sliced['max_reserved_mib']} MiB"
+    )
+    assert sliced["total_mib"] == 2 * GIB
+    assert sliced["max_reserved_mib"] < 2 * GIB
+    assert sliced["last_loss"] < 0.5 * sliced["first_loss"], sliced
+
+
+def test_the_containers_user_gets_the_slice(gpus: list[dict[str, Any]], libvgpu: Path) -> None:
+    """The container runs as the plan's user (1000:100), not root: HAMi-core must still
+    open its shared cache in the per-reservation folder Docker creates for the bind."""
+    if os.geteuid() != 0:
+        pytest.skip("running a process as the container's user needs root")
+    root = Path(tempfile.mkdtemp(prefix="gpupool-user-"))
+    try:
+        root.chmod(0o755)  # the user must reach the library and the workload, as in a container
+        box = sliced_container(root / "c", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=30)
+        uid, gid = (int(x) for x in box.plan.user.split(":"))
+        os.chown(box.env["HOME"], uid, gid)  # the image's home belongs to its user
+        cache = Path(box.env["CUDA_DEVICE_MEMORY_SHARED_CACHE"]).parent
+        try:
+            out = box.run("memory", 4 * GIB, as_user=True)
+        except AssertionError as e:
+            mode = oct(cache.stat().st_mode & 0o777)
+            raise AssertionError(
+                f"as {box.plan.user}, HAMi-core could not run with the cache folder {cache} "
+                f"(owner uid {cache.stat().st_uid}, mode {mode}, as Docker makes a missing "
+                f"bind source):\n{e}"
+            ) from None
+        out.pop("_stderr")
+        print(f"\nas {box.plan.user}: {out}")
+        assert out["total_mib"] == 4 * GIB
+        assert oom(out["single_over_error"]), out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
