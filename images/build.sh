@@ -89,7 +89,7 @@ build_hash() {
         if [ "$BASE" = "$DEFAULT_BASE" ]; then sha256sum <"$HERE/base.sh"; fi
         echo "jupyterhub=$JUPYTERHUB_VERSION"
         echo "jupyterlab=$JUPYTERLAB_SPEC"
-        sha256sum <"$HERE/singleuser/Dockerfile"
+        cat "$HERE/singleuser/Dockerfile" "$HERE/singleuser/overrides.json" | sha256sum
         (cd "$ROOT" && src_files | xargs -0 sha256sum)
     } | sha256sum | cut -c1-16
 }
@@ -222,6 +222,7 @@ CA="$(pip_setting cert)"
 # ------------------------------------------------------------------ context and build
 CTX="$(mktemp -d)"
 cp "$HERE/singleuser/Dockerfile" "$CTX/Dockerfile"
+cp "$HERE/singleuser/overrides.json" "$CTX/overrides.json"
 mkdir "$CTX/src"
 (cd "$ROOT" && src_files | xargs -0 cp --parents -t "$CTX/src")
 # gpupool's runtime dependencies, for the image's cached dependency layer

@@ -106,12 +106,19 @@ def test_processes_of_one_container_share_one_account(
         except subprocess.TimeoutExpired:
             holder.kill()
             holder.communicate()
+    refusal = hami_lines(second.pop("_stderr"), r"OOM|limit < usage", last=4)
+    elsewhere.pop("_stderr")
     figures["shared_account"] = {
-        "same_container_2g_with_3g_held": second["error"],
+        "same_container_2g_with_3g_held": second["error"] or "ok",
+        "hami_core_said": refusal,
         "other_container_2g": elsewhere["error"] or "ok",
     }
     print(f"\n{figures['shared_account']}")
-    assert oom(second["error"]), f"a second process of the container was not limited: {second}"
+    # HAMi-core refuses the allocation (it counts both processes and their contexts);
+    # torch then asks cuMemGetInfo for its message, which HAMi-core fails with "invalid
+    # argument" once the account is past the limit, so the error is not always an OOM
+    assert second["error"], f"a second process of the container was not limited: {second}"
+    assert any(re.search(r"Device \d+ OOM", ln) for ln in refusal), (second, refusal)
     assert not elsewhere["error"], elsewhere
 
 
@@ -119,7 +126,7 @@ def test_sm_limit_slows_compute(
     tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
 ) -> None:
     """bf16 matrix products, the same slice with and without CUDA_DEVICE_SM_LIMIT_0=30."""
-    seconds, n = 8, 8192
+    seconds, n, drain = 8, 8192, 64
     free = sliced_container(tmp_path / "free", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=None)
     capped = sliced_container(
         tmp_path / "capped", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=30, reservation_id="r-2"
@@ -127,9 +134,9 @@ def test_sm_limit_slows_compute(
     assert "CUDA_DEVICE_SM_LIMIT_0" not in free.env
     assert capped.env["CUDA_DEVICE_SM_LIMIT_0"] == "30"
     log = {"LIBCUDA_LOG_LEVEL": "3"}  # HAMi-core's info lines: the host PID, the utilization
-    bare = free.run("matmul", seconds, n, hami=False)
-    unlimited = free.run("matmul", seconds, n, **log)
-    limited = capped.run("matmul", seconds, n, **log)
+    bare = free.run("matmul", seconds, n, drain, hami=False)
+    unlimited = free.run("matmul", seconds, n, drain, **log)
+    limited = capped.run("matmul", seconds, n, drain, **log)
     stderr = limited.pop("_stderr")
     unlimited.pop("_stderr")
     bare.pop("_stderr")
@@ -179,9 +186,18 @@ def test_training_under_a_slice(
     assert sliced["last_loss"] < 0.5 * sliced["first_loss"], sliced
 
 
-def test_the_containers_user_gets_the_slice(gpus: list[dict[str, Any]], libvgpu: Path) -> None:
+@pytest.mark.parametrize(
+    "prepared",
+    [False, True],
+    ids=["cache-folder-as-docker-makes-it", "cache-folder-0777-as-hami-device-plugin"],
+)
+def test_the_containers_user_gets_the_slice(
+    prepared: bool, gpus: list[dict[str, Any]], libvgpu: Path
+) -> None:
     """The container runs as the plan's user (1000:100), not root: HAMi-core must still
-    open its shared cache in the per-reservation folder Docker creates for the bind."""
+    create its shared cache file in the per-reservation folder bound at
+    /usr/local/vgpu/cache. Unprepared, that folder is what Docker makes of a missing
+    bind source (root, 0755); HAMi's device plugin makes it 0777 before the start."""
     if os.geteuid() != 0:
         pytest.skip("running a process as the container's user needs root")
     root = Path(tempfile.mkdtemp(prefix="gpupool-user-"))
@@ -191,14 +207,15 @@ def test_the_containers_user_gets_the_slice(gpus: list[dict[str, Any]], libvgpu:
         uid, gid = (int(x) for x in box.plan.user.split(":"))
         os.chown(box.env["HOME"], uid, gid)  # the image's home belongs to its user
         cache = Path(box.env["CUDA_DEVICE_MEMORY_SHARED_CACHE"]).parent
+        if prepared:
+            cache.chmod(0o777)
         try:
             out = box.run("memory", 4 * GIB, as_user=True)
         except AssertionError as e:
             mode = oct(cache.stat().st_mode & 0o777)
             raise AssertionError(
-                f"as {box.plan.user}, HAMi-core could not run with the cache folder {cache} "
-                f"(owner uid {cache.stat().st_uid}, mode {mode}, as Docker makes a missing "
-                f"bind source):\n{e}"
+                f"as {box.plan.user}, HAMi-core could not start: the cache folder {cache} "
+                f"is owned by uid {cache.stat().st_uid} with mode {mode}:\n{e}"
             ) from None
         out.pop("_stderr")
         print(f"\nas {box.plan.user}: {out}")

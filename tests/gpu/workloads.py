@@ -87,8 +87,22 @@ def memory(limit_mib: int) -> dict:
     return out
 
 
-def matmul(seconds: float, n: int) -> dict:
-    """bf16 n x n x n products for `seconds`: TFLOP/s per half-second window."""
+def matmul(seconds: float, n: int, drain: int) -> dict:
+    """bf16 n x n x n products for `seconds`: TFLOP/s per half-second window.
+
+    First `drain` in-place adds over 2**28 elements: kernels of some 10**5 blocks each,
+    as a real program's elementwise kernels are. HAMi-core's SM limiter is a bucket of
+    blocks (SMs x threads per SM x 32 to start with) that every launch draws its grid
+    size from; cuBLAS's persistent GEMM kernels draw only about one block per SM, so a
+    loop of nothing but products would run for a minute on the initial bucket alone.
+    """
+    x = torch.zeros(1 << 28, device="cuda", dtype=torch.bfloat16)
+    start = time.perf_counter()
+    for _ in range(drain):
+        x.add_(1)
+    torch.cuda.synchronize()
+    drained_s = time.perf_counter() - start
+    del x
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     for _ in range(5):
@@ -110,6 +124,8 @@ def matmul(seconds: float, n: int) -> dict:
     settled = windows[len(windows) // 2 :]  # HAMi's limiter needs a moment to settle
     return {
         "n": n,
+        "drain_launches": drain,
+        "drain_s": drained_s,
         "windows_tflops": [round(w, 1) for w in windows],
         "tflops": sum(settled) / len(settled),
     }
@@ -178,7 +194,7 @@ def main(argv: list[str]) -> None:
     elif kind == "memory":
         out = memory(int(args[0]))
     elif kind == "matmul":
-        out = matmul(float(args[0]), int(args[1]))
+        out = matmul(float(args[0]), int(args[1]), int(args[2]))
     elif kind == "train":
         out = train(int(args[0]))
     else:

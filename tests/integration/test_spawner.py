@@ -194,6 +194,23 @@ def reservation_of(hub: Hub, user: str) -> dict:
     return active[0]
 
 
+def browser_session(hub: Hub, user: str) -> requests.Session:
+    """A requests session logged in through the hub's login form, as a browser is."""
+    s = requests.Session()
+    s.get(f"{hub.url}/hub/login", timeout=30)
+    r = s.post(
+        f"{hub.url}/hub/login",
+        data={
+            "username": user,
+            "password": "test-user-password",
+            "_xsrf": s.cookies.get("_xsrf", ""),
+        },
+        timeout=30,
+    )
+    assert r.status_code == 200 and "/hub/login" not in r.url, r.url
+    return s
+
+
 def node_client(engines: dict[str, Engine], node: str):  # type: ignore[no-untyped-def]
     return engines[node].client()
 
@@ -344,6 +361,10 @@ def test_concurrent_spawns_never_oversubscribe(hub: Hub, engines: dict[str, Engi
         wait_ready(hub, u, tokens[u])
     active = pool(hub, "GET", "/reservations").json()["reservations"]
     assert len(active) == 8
+    # the spawn form now greys the full spec out and says none fit
+    form = browser_session(hub, refused[0]).get(f"{hub.url}/hub/spawn", timeout=30)
+    assert form.status_code == 200, form.text[:500]
+    assert 'class="gpupool-card full" data-spec="a100-40g"' in form.text, form.text
     per_gpu: dict[str, int] = {}
     for res in active:
         for g in res["gpus"]:
@@ -412,17 +433,26 @@ def test_browser_login_pick_spec_progress_lab_and_run_a_cell(hub: Hub) -> None:
         page.wait_for_url("**/spawn-pending/**", timeout=30_000)
         page.screenshot(path=str(SHOTS / "2-progress.png"), full_page=True)
         page.wait_for_url("**/user/eve/lab**", timeout=180_000)
-        page.screenshot(path=str(SHOTS / "3-lab.png"))
-        # a notebook from the launcher, one cell, its output
-        page.locator(".jp-LauncherCard[data-category=Notebook]").first.click(timeout=60_000)
-        cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-        cell.click(timeout=60_000)
-        page.keyboard.type("import os; print(6 * 7, os.environ['GPUPOOL_SPEC'])")
-        page.keyboard.press("Shift+Enter")
-        expect(page.locator(".jp-OutputArea-output").first).to_contain_text(
-            "42 a100-40g", timeout=60_000
-        )
-        page.screenshot(path=str(SHOTS / "4-cell.png"))
+        try:
+            launcher = page.locator(".jp-LauncherCard[data-category=Notebook]").first
+            launcher.wait_for(timeout=90_000)
+            page.screenshot(path=str(SHOTS / "3-lab.png"))
+            # a notebook from the launcher, one cell, its output
+            launcher.click()
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").wait_for(
+                timeout=90_000
+            )
+            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+            cell.click()
+            page.keyboard.type("import os; print(6 * 7, os.environ['GPUPOOL_SPEC'])")
+            page.keyboard.press("Shift+Enter")
+            expect(page.locator(".jp-OutputArea-output").first).to_contain_text(
+                "42 a100-40g", timeout=60_000
+            )
+            page.screenshot(path=str(SHOTS / "4-cell.png"))
+        except Exception:
+            page.screenshot(path=str(SHOTS / "failed.png"))
+            raise
         browser.close()
     token = hub.user_token("eve")
     assert reservation_of(hub, "eve")["spec"] == "a100-40g"
