@@ -19,9 +19,11 @@ HAMi-core wiring, as HAMi's device plugin injects it:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import posixpath
 import re
+import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +63,9 @@ class ContainerPlan:
     ports: list[int] = field(default_factory=list)
     working_dir: str = HOME
     user: str = "1000:100"
+    #: bind-mounted folders the container's user must be able to write (Docker creates a
+    #: missing bind source as root, mode 0755): the spawner opens them up before start
+    writable: tuple[str, ...] = ()
 
     def create_kwargs(self) -> dict[str, Any]:
         return {
@@ -81,6 +86,21 @@ def safe_name(text: str, limit: int = 40) -> str:
     if slug == text:
         return slug
     return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def open_dir_tar(path: str, mode: int = 0o777) -> tuple[str, bytes]:
+    """(parent, tar) for docker's put_archive: one folder entry that, extracted into
+    ``parent`` of a created container, gives the bind-mounted folder ``path`` this mode
+    (root-owned, writable by the container's user: what HAMi's device plugin does to its
+    per-container cache folder)."""
+    parent, name = posixpath.split(path.rstrip("/"))
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = mode
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(info)
+    return parent or "/", buf.getvalue()
 
 
 def container_name(user: str, server: str) -> str:
@@ -209,4 +229,5 @@ def build_container(
         host_config=host_config,
         command=list(command),
         ports=ports,
+        writable=(f"{VGPU_DIR}/cache",) if spec.slice else (),
     )

@@ -22,7 +22,14 @@ from traitlets import Unicode, default
 
 from .catalog import Catalog, Node, load_catalog
 from .catalog.units import format_mib
-from .container import BRIDGE_PORT, ContainerPlan, build_container, container_name, home_volume
+from .container import (
+    BRIDGE_PORT,
+    ContainerPlan,
+    build_container,
+    container_name,
+    home_volume,
+    open_dir_tar,
+)
 from .engines import EngineUnreachable, shared_engines
 from .form import OptionsError, allowed_specs, from_form, render_form, validate_options
 from .pool.state import GpuShare
@@ -292,6 +299,9 @@ class GpuPoolSpawner(DockerSpawner):
         )
         obj = await self.docker("create_container", host_config=host_config, **plan.create_kwargs())
         self.object_id = obj["Id"]
+        for path in plan.writable:
+            parent, tar = open_dir_tar(path)
+            await self.docker("put_archive", self.object_id, parent, tar)
         await self.docker("start", self.object_id)
 
     async def _undo_start(self) -> None:

@@ -10,18 +10,20 @@ GPU driver may need), so a variable the builder forgets or formats wrongly shows
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpupool.catalog.models import Gpu, Image, Node, Spec
 from gpupool.catalog.units import parse_size_mib
-from gpupool.container import VGPU_LIB, ContainerPlan, build_container
+from gpupool.container import VGPU_LIB, ContainerPlan, build_container, open_dir_tar
 from gpupool.pool.scheduler import place
 from gpupool.pool.state import ClusterState, Placement, Request
 
@@ -175,5 +177,13 @@ def sliced_container(
             host.chmod(0o755)
         mounts.append((bind["bind"], host))
     mounts.sort(key=lambda m: len(m[0]), reverse=True)
+    # what GpuPoolSpawner does between create and start: docker put_archive of
+    # open_dir_tar(path) into each plan.writable folder, which sets that folder's mode
+    for path in plan.writable:
+        _, tar = open_dir_tar(path)
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            (member,) = t.getmembers()
+        host = next(h for c, h in mounts if c == path)
+        host.chmod(member.mode)
     env = {k: to_host(v, mounts) for k, v in plan.environment.items()}
     return Container(root=root, spec=spec, plan=plan, env=env, mounts=mounts, workloads=workloads)

@@ -87,48 +87,64 @@ def memory(limit_mib: int) -> dict:
     return out
 
 
-def matmul(seconds: float, n: int, drain: int) -> dict:
-    """bf16 n x n x n products for `seconds`: TFLOP/s per half-second window.
+# An elementwise kernel that is compute-bound: 256 dependent multiply-adds per element
+BURN = """
+template <typename T> T burn(T x) {
+    T a = x;
+    for (int i = 0; i < 256; ++i) {
+        a = a * T(0.999f) + T(0.001f);
+    }
+    return a;
+}
+"""
 
-    First `drain` in-place adds over 2**28 elements: kernels of some 10**5 blocks each,
-    as a real program's elementwise kernels are. HAMi-core's SM limiter is a bucket of
-    blocks (SMs x threads per SM x 32 to start with) that every launch draws its grid
-    size from; cuBLAS's persistent GEMM kernels draw only about one block per SM, so a
-    loop of nothing but products would run for a minute on the initial bucket alone.
-    """
-    x = torch.zeros(1 << 28, device="cuda", dtype=torch.bfloat16)
-    start = time.perf_counter()
-    for _ in range(drain):
-        x.add_(1)
+
+def timed(step, flop: float, seconds: float) -> dict:
+    """Run `step` for `seconds`: TFLOP/s per half-second window, and over the second half
+    (HAMi-core's limiter needs a moment to settle)."""
+    for _ in range(3):
+        step()
     torch.cuda.synchronize()
-    drained_s = time.perf_counter() - start
-    del x
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(5):
-        a @ b
-    torch.cuda.synchronize()
-    flop = 2 * n**3
     windows = []
     end = time.perf_counter() + seconds
     while True:
         start, k = time.perf_counter(), 0
         while time.perf_counter() - start < 0.5:
             for _ in range(8):
-                a @ b
+                step()
             torch.cuda.synchronize()
             k += 8
         windows.append(k * flop / (time.perf_counter() - start) / 1e12)
         if time.perf_counter() >= end:
             break
-    settled = windows[len(windows) // 2 :]  # HAMi's limiter needs a moment to settle
+    settled = windows[len(windows) // 2 :]
     return {
-        "n": n,
-        "drain_launches": drain,
-        "drain_s": drained_s,
         "windows_tflops": [round(w, 1) for w in windows],
         "tflops": sum(settled) / len(settled),
     }
+
+
+def burn(seconds: float) -> dict:
+    """The multiply-add kernel over 2**26 floats: some 10**5 blocks a launch.
+
+    HAMi-core's SM limiter is a bucket of blocks that every launch draws its grid size
+    from and a watcher refills by the measured utilization; kernels with large grids
+    feel it, which is what this one is for."""
+    fn = torch.cuda.jiterator._create_jit_fn(BURN)
+    x = torch.rand(1 << 26, device="cuda")
+    out = timed(lambda: fn(x), 2 * 256 * x.numel(), seconds)
+    out["kernel"] = "jiterator multiply-add x256, 2**26 fp32"
+    return out
+
+
+def matmul(seconds: float, n: int) -> dict:
+    """bf16 n x n x n products. cuBLAS's GEMMs on Hopper are persistent kernels of about
+    one block per SM, so they draw little from HAMi-core's bucket of blocks."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    out = timed(lambda: a @ b, 2 * n**3, seconds)
+    out["kernel"] = f"bf16 matmul {n}^3"
+    return out
 
 
 def train(steps: int) -> dict:
@@ -194,7 +210,9 @@ def main(argv: list[str]) -> None:
     elif kind == "memory":
         out = memory(int(args[0]))
     elif kind == "matmul":
-        out = matmul(float(args[0]), int(args[1]), int(args[2]))
+        out = matmul(float(args[0]), int(args[1]))
+    elif kind == "burn":
+        out = burn(float(args[0]))
     elif kind == "train":
         out = train(int(args[0]))
     else:

@@ -4,12 +4,12 @@ with configurable-http-proxy and the pool service.
 
 No GPU in CI: the nodes declare GPUs and run with no GPU runtime, and a stand-in
 libvgpu.so (images/hami-stand-in, named as such) takes HAMi-core's place, so the
-containers get every variable and mount of a sliced spec and the preload is seen to load.
+containers get every variable and mount of a sliced spec and the preload is seen to load
+(tests/support/catalogs.py). Real HAMi-core on a real GPU: tests/gpu/.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +19,7 @@ import pytest
 import requests
 import yaml
 
+from tests.support.catalogs import write_engine_catalog
 from tests.support.docker import (
     Engine,
     ensure_docker_installed,
@@ -27,23 +28,8 @@ from tests.support.docker import (
     stop_engines,
 )
 from tests.support.hub import Hub
-from tests.support.ports import free_base_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
-
-STAND_IN = Path(__file__).resolve().parents[2] / "images" / "hami-stand-in" / "libvgpu.c"
-
-
-def _gpus(tag: str) -> list[dict]:
-    return [
-        {
-            "index": i,
-            "uuid": f"GPU-{tag}{tag}{tag}{tag}-0000-4000-8000-00000000000{i}",
-            "model": "NVIDIA A100-SXM4-80GB",
-            "memory": "80GiB",
-        }
-        for i in range(2)
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -59,75 +45,9 @@ def engines() -> Iterator[dict[str, Engine]]:
 
 @pytest.fixture(scope="module")
 def catalog(engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("catalog")
-    vgpu = d / "vgpu"
-    vgpu.mkdir()
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(vgpu / "libvgpu.so"), str(STAND_IN)],
-        check=True,
-    )
-    (vgpu / "ld.so.preload").write_text("/usr/local/vgpu/libvgpu.so\n")
-    base = free_base_port((0,))
-    a, b = engines["node-a"], engines["node-b"]
-    nodes = []
-    for name, eng, tag, lo in (("node-a", a, "a", base), ("node-b", b, "b", base + 100)):
-        node = {
-            "name": name,
-            "engine": eng.url,
-            "address": "127.0.0.1",
-            "network": "host",
-            "gpu_runtime": "none",
-            "hami_core": str(vgpu / "libvgpu.so"),
-            "cpu": 16,
-            "memory": "64GiB",
-            "ports": f"{lo}-{lo + 99}",
-            "gpus": _gpus(tag),
-        }
-        if eng.tls_config():
-            node["tls"] = eng.tls_config()
-        nodes.append(node)
+    d = write_engine_catalog(tmp_path_factory.mktemp("catalog"), engines)
+    nodes = yaml.safe_load((d / "nodes.yaml").read_text())["nodes"]
     assert nodes[1]["engine"].startswith("tcp://127.0.0.1:") and "tls" in nodes[1]
-    (d / "nodes.yaml").write_text(yaml.safe_dump({"nodes": nodes}))
-    (d / "specs.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "specs": [
-                    {
-                        "slug": "a100-40g",
-                        "display_name": "A100 half",
-                        "gpus": 1,
-                        "gpu_model": "A100",
-                        "gpu_memory": "40GiB",
-                        "gpu_sm_percent": 50,
-                        "cpu": 0.5,
-                        "memory": "1GiB",
-                    },
-                    {
-                        "slug": "a100-1x",
-                        "display_name": "A100",
-                        "gpus": 1,
-                        "gpu_model": "A100",
-                        "cpu": 0.5,
-                        "memory": "1GiB",
-                    },
-                ]
-            }
-        )
-    )
-    (d / "images.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "images": [
-                    {
-                        "name": "lab",
-                        "reference": "gpupool/singleuser:latest",
-                        "gpu": True,
-                        "slicing": True,
-                    }
-                ]
-            }
-        )
-    )
     return d
 
 

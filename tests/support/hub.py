@@ -34,8 +34,16 @@ c.JupyterHub.load_roles.append(
 
 class Hub:
     def __init__(
-        self, catalog_dir: Path | str, *, db_url: str | None = None, state_dir: Path | None = None
+        self,
+        catalog_dir: Path | str,
+        *,
+        db_url: str | None = None,
+        state_dir: Path | None = None,
+        extra_config: str = "",
     ):
+        """``extra_config``: Python appended to the hub's test configuration (benchmarks
+        use it to swap the spawner class)."""
+        self.extra_config = extra_config
         self.catalog_dir = Path(catalog_dir)
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="gpupool-hub-"))
         self.port = free_base_port()
@@ -65,6 +73,7 @@ class Hub:
         cfg = self.state_dir / "test_config.py"
         cfg.write_text(
             TEST_CONFIG.format(main=str(REPO / "jupyterhub_config.py"), token=self.admin_token)
+            + self.extra_config
         )
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
