@@ -7,6 +7,9 @@ are not catalog (ports, the state folder, secrets) come from the environment:
 - ``GPUPOOL_STATE_DIR``: hub database, cookie secret, pool ledger (default: ``./.state``)
 - ``GPUPOOL_IP`` / ``GPUPOOL_PORT``: public address (default 127.0.0.1:8000); the proxy API
   listens on PORT+1, the pool service on PORT+2, the hub API on PORT+81
+- ``GPUPOOL_HUB_IP``: where the hub API listens (default 127.0.0.1); nodes on other hosts
+  need an address they reach, and ``GPUPOOL_HUB_CONNECT_URL`` (e.g.
+  ``http://10.0.0.5:8081``), the hub API's URL as their containers reach it
 - ``GPUPOOL_DB_URL``: the pool ledger's SQLAlchemy URL (default SQLite in the state folder)
 - ``GPUPOOL_USER_PASSWORD`` / ``GPUPOOL_ADMIN_PASSWORD``: SharedPasswordAuthenticator's
   passwords, when no other authenticator is configured
@@ -51,7 +54,12 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     port = _env_int("GPUPOOL_PORT", 8000)
 
     c.JupyterHub.bind_url = f"http://{ip}:{port}"
-    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 81}"
+    c.JupyterHub.hub_bind_url = (
+        f"http://{os.environ.get('GPUPOOL_HUB_IP', '127.0.0.1')}:{port + 81}"
+    )
+    connect = os.environ.get("GPUPOOL_HUB_CONNECT_URL")
+    if connect:
+        c.JupyterHub.hub_connect_url = connect
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"

@@ -49,6 +49,7 @@ c.JupyterHub.spawner_class = "tests.bench.plain_spawner.HostNetworkDockerSpawner
 c.DockerSpawner.client_kwargs = {{"base_url": {engine!r}}}
 c.DockerSpawner.image = "gpupool/singleuser:latest"
 c.DockerSpawner.network_name = "host"
+c.DockerSpawner.use_internal_ip = True  # no port bindings with host networking
 c.DockerSpawner.remove = True
 c.DockerSpawner.cpu_limit = 0.5
 c.DockerSpawner.mem_limit = "1G"
