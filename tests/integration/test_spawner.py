@@ -362,6 +362,8 @@ def test_browser_login_pick_spec_progress_lab_and_run_a_cell(hub: Hub) -> None:
             page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").wait_for(
                 timeout=90_000
             )
+            # the kernel's own status line, so the cell is not typed before it can run
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
             cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
             cell.click()
             page.keyboard.type("import os; print(6 * 7, os.environ['GPUPOOL_SPEC'])")

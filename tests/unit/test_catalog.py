@@ -50,7 +50,7 @@ A10 = "specs[1] (slug 'a100-10g')"
 CPU_SMALL = "specs[0] (slug 'cpu-small')"
 A1X = "specs[3] (slug 'a100-1x')"
 NODE_A = "nodes[0] (name 'node-a')"
-LAB = "images[0] (name 'lab-pytorch')"
+LAB = "images[0] (name 'lab')"
 DIGITS = "datasets[0] (name 'digits')"
 
 
@@ -138,7 +138,7 @@ def test_shipped_hub_config_loads_cleanly() -> None:
     slugs = [s.slug for s in c.specs]
     assert slugs[:5] == ["cpu-small", "a100-10g", "a100-20g", "a100-1x", "a100-2x"]
     assert [n.name for n in c.nodes][:1] == ["node-a"]
-    assert [i.name for i in c.images][:2] == ["lab-pytorch", "lab-cpu"]
+    assert [i.name for i in c.images][:2] == ["lab", "lab-cpu"]
     assert [d.name for d in c.datasets][:1] == ["digits"]
 
 
@@ -187,8 +187,8 @@ def test_parsed_values(cat: Path) -> None:
 
     assert c.images[1] == Image(
         "lab-cpu",
-        "gpupool/singleuser-cpu:latest",
-        "JupyterLab for data preparation, no CUDA.",
+        "gpupool/singleuser:latest",
+        "The same JupyterLab, offered with CPU-only specs.",
         gpu=False,
         slicing=False,
     )
@@ -813,11 +813,8 @@ CASES: list[Any] = [
     ),
     pytest.param(
         S,
-        setter(("specs", 1, "images"), ["lab-pytorch", "lab-tf"]),
-        [
-            f"specs.yaml: {A10}: images: 'lab-tf' is not in images.yaml; "
-            "known images: lab-cpu, lab-pytorch"
-        ],
+        setter(("specs", 1, "images"), ["lab", "lab-tf"]),
+        [f"specs.yaml: {A10}: images: 'lab-tf' is not in images.yaml; known images: lab, lab-cpu"],
         id="unknown-image",
     ),
     # duplicates
@@ -830,7 +827,7 @@ CASES: list[Any] = [
     pytest.param(
         IM,
         lambda d: d["images"].append(copy.deepcopy(d["images"][0])),
-        ["images.yaml: image 'lab-pytorch' is defined twice; names must be unique"],
+        ["images.yaml: image 'lab' is defined twice; names must be unique"],
         id="duplicate-image",
     ),
     pytest.param(
@@ -966,17 +963,17 @@ def test_slice_message_on_cpu_only_spec_is_not_self_contradictory(cat: Path) -> 
 
 
 def test_broken_images_file_does_not_cascade_into_specs(cat: Path) -> None:
-    edit(cat, "specs.yaml", setter(("specs", 1, "images"), ["lab-pytorch"]))
+    edit(cat, "specs.yaml", setter(("specs", 1, "images"), ["lab"]))
     edit(cat, "images.yaml", setter(("images", 0, "tag"), "v1"))
     the_problem(cat, "images.yaml", LAB, "unknown key 'tag'")
 
 
 def test_spec_images_need_images_file(cat: Path) -> None:
-    edit(cat, "specs.yaml", setter(("specs", 1, "images"), ["lab-pytorch"]))
+    edit(cat, "specs.yaml", setter(("specs", 1, "images"), ["lab"]))
     (cat / "images.yaml").unlink()
     the_problem(
         cat,
-        f"specs.yaml: {A10}: images: 'lab-pytorch' is not in images.yaml; known images: none",
+        f"specs.yaml: {A10}: images: 'lab' is not in images.yaml; known images: none",
     )
 
 

@@ -29,7 +29,7 @@ def test_group_restricted_spec_only_for_its_group(catalog) -> None:  # type: ign
     ):
         validate_options({"spec": "a100-2x"}, catalog, [])
     spec, image = validate_options({"spec": "a100-2x"}, catalog, ["gpu-power-users"])
-    assert spec.slug == "a100-2x" and image.name == "lab-pytorch"
+    assert spec.slug == "a100-2x" and image.name == "lab"
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_group_restricted_spec_only_for_its_group(catalog) -> None:  # type: ign
         ({"spec": "a100-20g", "privileged": True}, "unknown option(s) privileged"),
         (
             {"spec": "a100-20g", "image": "evil/image:latest"},
-            "image 'evil/image:latest' is not allowed with spec a100-20g; allowed: lab-pytorch",
+            "image 'evil/image:latest' is not allowed with spec a100-20g; allowed: lab",
         ),
         (
             {"spec": "a100-20g", "image": "lab-cpu"},
@@ -68,14 +68,14 @@ def test_images_follow_the_spec(catalog) -> None:  # type: ignore[no-untyped-def
         == "lab-cpu"
     )
     assert (
-        validate_options({"spec": "a100-20g"}, catalog, [])[1].name == "lab-pytorch"
+        validate_options({"spec": "a100-20g"}, catalog, [])[1].name == "lab"
     )  # default: first allowed
 
 
 def test_form_fields_become_user_options() -> None:
-    assert from_form({"spec": ["a100-20g"], "image": ["lab-pytorch"], "LD_PRELOAD": ["/x.so"]}) == {
+    assert from_form({"spec": ["a100-20g"], "image": ["lab"], "LD_PRELOAD": ["/x.so"]}) == {
         "spec": "a100-20g",
-        "image": "lab-pytorch",
+        "image": "lab",
     }
     assert from_form({"spec": [""]}) == {}
 
