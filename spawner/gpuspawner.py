@@ -274,6 +274,10 @@ class GpuPoolSpawner(DockerSpawner):
             self._event(50, f"creating the container on {node.name} from {image.name}")
             await self._create(plan)
             self._event(70, "waiting for JupyterLab")
+            try:
+                await self.pool.started(self.reservation_id, self.object_id)
+            except PoolError as e:  # the reconciler still finds it; only slower to notice loss
+                self.log.warning("%s: could not report the container: %s", self._log_name, e)
         except BaseException:
             await self._undo_start()
             raise

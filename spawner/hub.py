@@ -11,6 +11,8 @@ are not catalog (ports, the state folder, secrets) come from the environment:
   need an address they reach, and ``GPUPOOL_HUB_CONNECT_URL`` (e.g.
   ``http://10.0.0.5:8081``), the hub API's URL as their containers reach it
 - ``GPUPOOL_DB_URL``: the pool ledger's SQLAlchemy URL (default SQLite in the state folder)
+- ``GPUPOOL_WATCH_NODES``: ``0`` turns the pool's node probes, reconciler and alerts off
+  (for catalogs whose nodes do not exist, as in API tests); default on
 - ``GPUPOOL_USER_PASSWORD`` / ``GPUPOOL_ADMIN_PASSWORD``: SharedPasswordAuthenticator's
   passwords, when no other authenticator is configured
 - ``GPUPOOL_API_TOKEN``: registers the service ``gpupool-automation`` with this token and
@@ -27,6 +29,8 @@ from typing import Any
 
 from .catalog import CatalogError, config_dir, load_catalog
 from .pool.access import CUSTOM_SCOPES, pool_roles
+
+PASSED_TO_SERVICE = ("GPUPOOL_DB_URL", "GPUPOOL_WATCH_NODES")
 
 SERVICE = "gpupool"
 AUTOMATION = "gpupool-automation"
@@ -78,11 +82,8 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
             "environment": {
                 "GPUPOOL_CONFIG_DIR": str(directory.resolve()),
                 "GPUPOOL_STATE_DIR": str(state),
-                **(
-                    {"GPUPOOL_DB_URL": os.environ["GPUPOOL_DB_URL"]}
-                    if os.environ.get("GPUPOOL_DB_URL")
-                    else {}
-                ),
+                # the hub starts its services with a clean environment: pass ours on
+                **{k: os.environ[k] for k in PASSED_TO_SERVICE if os.environ.get(k)},
             },
         }
     ]

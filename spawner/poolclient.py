@@ -65,6 +65,10 @@ class PoolClient:
                 return None
             raise
 
+    async def started(self, rid: str, container_id: str) -> None:
+        """Tell the pool the reservation's container runs (the reconciler watches it)."""
+        await self.request("POST", f"reservations/{rid}/started", {"container_id": container_id})
+
     async def release(self, rid: str) -> None:
         try:
             await self.request("DELETE", f"reservations/{rid}")

@@ -56,7 +56,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="module")
 def hub() -> Iterator[Hub]:
     """A running hub on the test catalog with SQLite ledger, shared by a test module."""
-    h = Hub(CATALOG).start()
+    # the test catalog's nodes have no engines: nothing to probe or reconcile
+    h = Hub(CATALOG, watch_nodes=False).start()
     try:
         yield h
     finally:

@@ -1,10 +1,11 @@
 """The catalogs in ``hub_config/``: specs, images, nodes, datasets and pool settings."""
 
 from .load import CatalogError, config_dir, load_catalog
-from .models import Catalog, Dataset, Gpu, Image, Node, PoolSettings, Spec
+from .models import Agent, Catalog, Dataset, Gpu, Image, Node, PoolSettings, Spec
 from .units import format_mib, parse_size_mib
 
 __all__ = [
+    "Agent",
     "Catalog",
     "CatalogError",
     "Dataset",

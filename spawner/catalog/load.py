@@ -16,7 +16,20 @@ from urllib.parse import urlparse
 import jsonschema
 import yaml
 
-from .models import Access, Catalog, Dataset, Gpu, Image, Node, PoolSettings, Spec, Tls
+from .models import (
+    Access,
+    Agent,
+    AlertSettings,
+    Catalog,
+    Dataset,
+    Gpu,
+    HealthSettings,
+    Image,
+    Node,
+    PoolSettings,
+    Spec,
+    Tls,
+)
 from .schema import FILES, REQUIRED_FILES, SLUG_HELP
 from .units import parse_size_mib
 
@@ -216,6 +229,25 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                 )
             ports = (lo, hi)
         runtime = n.get("gpu_runtime", "nvidia")
+        agent = None
+        if "agent" in n:
+            a = n["agent"]
+            files = {}
+            for k in ("token_file", "ca"):
+                if k not in a:
+                    continue
+                p = Path(a[k])
+                p = p if p.is_absolute() else directory / p
+                if not p.is_file():
+                    ck.problems.append(f"{where}: agent.{k}: file {p} not found")
+                files[k] = str(p)
+            agent_url = urlparse(a["url"])
+            if agent_url.scheme == "http" and not _loopback(agent_url.hostname):
+                ck.warnings.append(
+                    f"{where}: agent {a['url']} is plain http to another host; its token "
+                    "crosses the network in clear (use https with agent.ca, or a private network)"
+                )
+            agent = Agent(url=a["url"].rstrip("/"), **files)
         nodes.append(
             Node(
                 name=n["name"],
@@ -233,6 +265,7 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                 labels=dict(n.get("labels", {})),
                 gpus=tuple(sorted(gpus, key=lambda g: g.index)),
                 ports=ports,
+                agent=agent,
             )
         )
     ck.unique("nodes.yaml", "node", (n.name for n in nodes))
@@ -352,7 +385,15 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
     pool_doc = docs.get("pool.yaml", {})
     sched = pool_doc.get("scheduler", {})
     admins, observers = pool_doc.get("admins", {}), pool_doc.get("observers", {})
+    health = HealthSettings(**pool_doc.get("health", {}))
+    if health.probe_timeout > health.probe_interval * 5:
+        ck.problems.append(
+            f"pool.yaml: health.probe_timeout: {health.probe_timeout} s is more than five "
+            f"probe intervals ({health.probe_interval} s); a slow engine would hold the probes up"
+        )
     pool = PoolSettings(
+        health=health,
+        alerts=AlertSettings(**pool_doc.get("alerts", {})),
         node_policy=sched.get("node_policy", "binpack"),
         gpu_policy=sched.get("gpu_policy", "binpack"),
         database_url=pool_doc.get("database_url"),

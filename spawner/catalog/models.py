@@ -89,6 +89,19 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class Agent:
+    """Where the node's gpupool-agent answers, and the token it wants."""
+
+    url: str
+    token_file: str
+    ca: str | None = None
+
+    def token(self) -> str:
+        with open(self.token_file) as f:
+            return f.read().strip()
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     engine: str
@@ -106,6 +119,7 @@ class Node:
         20000,
         29999,
     )  # servers' ports on this node (host) or published (bridge)
+    agent: Agent | None = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +140,36 @@ class Access:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """How the pool watches its nodes (seconds). A node is down after ``down_after``
+    probes in a row that its engine or agent did not answer; probes of a down node back
+    off up to ``max_backoff``."""
+
+    probe_interval: float = 2.0
+    probe_timeout: float = 2.0
+    down_after: int = 2
+    max_backoff: float = 15.0
+    fan_out: int = 16
+    reconcile_interval: float = 30.0
+    orphan_grace: float = 300.0
+    start_grace: float = 900.0
+    history: int = 300
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    webhook: str | None = None
+    gpu_temperature: int = 85
+
+
+@dataclass(frozen=True)
 class PoolSettings:
     node_policy: Policy = "binpack"
     gpu_policy: Policy = "binpack"
     database_url: str | None = None
     access: Access = field(default_factory=Access)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 @dataclass(frozen=True)

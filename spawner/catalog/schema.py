@@ -17,6 +17,7 @@ SIZE: dict[str, Any] = {
     "type": ["string", "number"],
     "description": "a size with a unit: '512MiB', '20GiB', '2TiB'",
 }
+SECONDS: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}
 STR_LIST: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
 SPEC: dict[str, Any] = {
@@ -128,6 +129,21 @@ NODE: dict[str, Any] = {
             "description": "port range for servers on this node, e.g. '20000-29999'",
         },
         "gpus": {"type": "array", "items": GPU},
+        "agent": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url", "token_file"],
+            "description": "the node's gpupool-agent: real GPU inventory and metrics",
+            "properties": {
+                "url": {"type": "string", "pattern": r"^https?://\S+(?!\n)$"},
+                "token_file": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "file holding the agent's token (relative to the catalog folder)",
+                },
+                "ca": {"type": "string", "description": "CA bundle for an https agent"},
+            },
+        },
     },
 }
 
@@ -163,6 +179,30 @@ POOL: dict[str, Any] = {
             },
         },
         "database_url": {"type": "string", "minLength": 1},
+        "health": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "how the pool watches nodes (all times in seconds)",
+            "properties": {
+                "probe_interval": SECONDS,
+                "probe_timeout": SECONDS,
+                "down_after": {"type": "integer", "minimum": 1, "maximum": 100},
+                "max_backoff": SECONDS,
+                "fan_out": {"type": "integer", "minimum": 1, "maximum": 256},
+                "reconcile_interval": SECONDS,
+                "orphan_grace": SECONDS,
+                "start_grace": SECONDS,
+                "history": {"type": "integer", "minimum": 10, "maximum": 100000},
+            },
+        },
+        "alerts": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "webhook": {"type": "string", "pattern": r"^https?://\S+(?!\n)$"},
+                "gpu_temperature": {"type": "integer", "minimum": 30, "maximum": 120},
+            },
+        },
         "admins": _PEOPLE,
         "observers": _PEOPLE,
     },

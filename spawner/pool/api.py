@@ -44,6 +44,7 @@ class PoolContext:
         self.catalog = catalog
         self.ledger = ledger
         self.hub_auth = hub_auth
+        self.monitor: Any = None  # the health monitor (health.Monitor), set by the service
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-ledger")
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -141,7 +142,7 @@ class RootHandler(BaseHandler):
             {
                 "service": "gpupool",
                 "openapi": "openapi.json",
-                "links": ["specs", "reservations", "nodes"],
+                "links": ["specs", "reservations", "nodes", "health", "alerts", "metrics"],
             }
         )
 
@@ -304,13 +305,14 @@ class ReservationHandler(BaseHandler):
         self.finish()
 
 
-def node_json(ledger: Ledger, name: str) -> dict[str, Any]:
+def node_json(ledger: Ledger, name: str, monitor: Any = None) -> dict[str, Any]:
     st = ledger.state
     i = st.index[name]
     node = st.nodes[i]
-    return {
+    out: dict[str, Any] = {
         "name": node.name,
         "state": st.status[i],
+        "drained": name in ledger.drained_nodes,
         "labels": dict(node.labels),
         "gpu_runtime": node.gpu_runtime,
         "cpu_millicores": {"total": int(st.cpu_total[i]), "reserved": int(st.cpu_used[i])},
@@ -329,12 +331,30 @@ def node_json(ledger: Ledger, name: str) -> dict[str, Any]:
             for j, g in enumerate(node.gpus)
         ],
     }
+    if monitor is not None:
+        h = monitor.nodes[name]
+        out["health"] = {
+            "state": h.state,
+            "engine": {"ok": h.engine_ok, "error": h.engine_error, "version": h.engine_version},
+            "agent": (
+                {"ok": h.agent_ok, "error": h.agent_error, "nvml_ok": h.nvml_ok}
+                if h.has_agent
+                else None
+            ),
+            "down_since": h.down_since,
+            "inventory_mismatch": h.mismatch,
+        }
+        out["gpu_source"] = "agent" if name in ledger.inventory else "catalog"
+    return out
 
 
 class NodesHandler(BaseHandler):
     async def get(self) -> None:
         ledger = self.ctx.ledger
-        nodes = await self.ctx.run(lambda: [node_json(ledger, n.name) for n in ledger.state.nodes])
+        mon = self.ctx.monitor
+        nodes = await self.ctx.run(
+            lambda: [node_json(ledger, n.name, mon) for n in ledger.state.nodes]
+        )
         self.send({"nodes": nodes})
 
 
@@ -342,7 +362,7 @@ class NodeHandler(BaseHandler):
     async def get(self, name: str) -> None:
         if name not in self.ctx.ledger.state.index:
             raise ApiError(404, f"no node {name!r}")
-        self.send(await self.ctx.run(node_json, self.ctx.ledger, name))
+        self.send(await self.ctx.run(node_json, self.ctx.ledger, name, self.ctx.monitor))
 
 
 class NodeDrainHandler(BaseHandler):
@@ -352,12 +372,15 @@ class NodeDrainHandler(BaseHandler):
         if name not in self.ctx.ledger.state.index:
             raise ApiError(404, f"no node {name!r}")
         await self.ctx.run(self.ctx.ledger.set_drained, name, action == "drain", self.caller.name)
-        self.send(await self.ctx.run(node_json, self.ctx.ledger, name))
+        self.send(await self.ctx.run(node_json, self.ctx.ledger, name, self.ctx.monitor))
 
 
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    from .health_api import health_routes
+
     api = prefix.rstrip("/") + "/api"
     return [
+        *health_routes(api),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),
         (rf"{api}/?", RootHandler),
         (rf"{api}/openapi\.json", OpenApiHandler),

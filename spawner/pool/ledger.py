@@ -11,6 +11,7 @@ process (a lock), across processes (the database lock), and across restarts (the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import secrets
 import threading
@@ -38,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from ..catalog.models import Catalog, Spec
+from ..catalog.models import Catalog, Gpu, Node, Spec
 from .scheduler import Rejection, fits_now, place
 from .state import ClusterState, GpuShare, Placement, Request
 
@@ -88,6 +89,33 @@ node_states = Table(
     Column("drained", Boolean, nullable=False, default=False),
     Column("changed_by", String(255), nullable=True),
     Column("changed_at", DateTime(timezone=True), nullable=True),
+)
+
+# The GPUs a node's agent last reported; they replace the catalog's declared ones.
+node_gpus = Table(
+    "node_gpus",
+    metadata,
+    Column("node", String(64), primary_key=True),
+    Column("uuid", String(128), primary_key=True),
+    Column("gpu_index", Integer, nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("memory_mib", Integer, nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+)
+
+# When the reconciler first saw a reservation's container: a reservation whose container
+# was seen and is gone is freed at once; one never seen only after the start grace.
+container_seen = Table(
+    "container_seen",
+    metadata,
+    Column(
+        "reservation_id",
+        String(64),
+        ForeignKey("reservations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("container_id", String(128), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
 )
 
 meta = Table(
@@ -209,6 +237,9 @@ class Ledger:
         self._generation: int | None = None
         self.last_decision_ns = 0  # how long the last scheduler decision took (for `gpupool plan`)
         self.orphans: dict[str, str] = {}  # reservation id -> why it could not be applied
+        self.down: set[str] = set()  # nodes whose engine or agent does not answer (not stored)
+        self.drained_nodes: set[str] = set()
+        self.inventory: dict[str, tuple[Gpu, ...]] = {}  # node -> GPUs its agent reported
         with self._lock, self._tx() as conn:
             metadata.create_all(conn)
             if conn.execute(select(meta.c.value).where(meta.c.key == "generation")).first() is None:
@@ -248,11 +279,24 @@ class Ledger:
                 self._generation = None  # the in-memory copy may be ahead of the database
                 raise
 
+    def nodes(self) -> list[Node]:
+        """The catalog's nodes with the GPUs their agents reported in place of the declared."""
+        return [
+            dataclasses.replace(n, gpus=self.inventory[n.name]) if n.name in self.inventory else n
+            for n in self.catalog.nodes
+        ]
+
     def _reload(self, conn: Connection) -> None:
-        state = ClusterState(self.catalog.nodes)
-        for row in conn.execute(select(node_states)):
-            if row.drained and row.name in state.index:
-                state.set_status(row.name, "draining")
+        inventory: dict[str, list[Gpu]] = {}
+        for row in conn.execute(select(node_gpus).order_by(node_gpus.c.gpu_index)):
+            gpus = inventory.setdefault(row.node, [])
+            if row.uuid:  # "" marks a node whose agent reported no GPU
+                gpus.append(Gpu(row.gpu_index, row.uuid, row.model, row.memory_mib))
+        self.inventory = {k: tuple(v) for k, v in inventory.items()}
+        self.drained_nodes = {r.name for r in conn.execute(select(node_states)) if r.drained}
+        state = ClusterState(self.nodes())
+        for name in state.index:
+            state.set_status(name, self._status(name))  # type: ignore[arg-type]
         self.orphans = {}
         for r in self._select(conn, active_only=True):
             p = r.placement
@@ -355,9 +399,7 @@ class Ledger:
 
     def drained(self) -> dict[str, bool]:
         with self._lock:
-            return {
-                n.name: self.state.status[i] == "draining" for i, n in enumerate(self.state.nodes)
-            }
+            return {n.name: n.name in self.drained_nodes for n in self.catalog.nodes}
 
     # -- writes --------------------------------------------------------------------
     def reserve(
@@ -477,6 +519,97 @@ class Ledger:
                 update(reservations).where(reservations.c.id == rid).values(container=container)
             )
 
+    def _status(self, node: str) -> str:
+        if node in self.down:
+            return "down"
+        return "draining" if node in self.drained_nodes else "up"
+
+    def set_down(self, node: str, down: bool) -> None:
+        """Mark a node down (no new work, reservations kept) or back up. Kept in memory:
+        health is observed afresh after a restart."""
+        with self._lock:
+            (self.down.add if down else self.down.discard)(node)
+            if node in self.state.index:
+                self.state.set_status(node, self._status(node))  # type: ignore[arg-type]
+
+    def set_inventory(self, node: str, gpus: tuple[Gpu, ...]) -> bool:
+        """Record the GPUs a node's agent reported; they replace the declared ones.
+        Returns whether anything changed. Reservations on GPUs no longer reported stay
+        in the database (kept, not placed) and come back if the GPU does."""
+        if self.catalog.node(node) is None:
+            raise LedgerError(f"unknown node {node!r}")
+        gpus = tuple(sorted(gpus, key=lambda g: g.index))
+        if self.inventory.get(node) == gpus:
+            return False
+        elsewhere = {g.uuid: n.name for n in self.nodes() if n.name != node for g in n.gpus}
+        clash = [f"{g.uuid} (also on {elsewhere[g.uuid]})" for g in gpus if g.uuid in elsewhere]
+        if clash:
+            raise LedgerError(f"node {node} reports GPUs another node holds: {', '.join(clash)}")
+        with self._write() as conn:
+            conn.execute(delete(node_gpus).where(node_gpus.c.node == node))
+            now = self.clock()
+            if gpus:
+                conn.execute(
+                    insert(node_gpus),
+                    [
+                        {
+                            "node": node,
+                            "uuid": g.uuid,
+                            "gpu_index": g.index,
+                            "model": g.model,
+                            "memory_mib": g.memory_mib,
+                            "reported_at": now,
+                        }
+                        for g in gpus
+                    ],
+                )
+            else:
+                # an agent that sees no GPU replaces the declared list with an empty one
+                conn.execute(
+                    insert(node_gpus).values(
+                        node=node, uuid="", gpu_index=-1, model="", memory_mib=0, reported_at=now
+                    )
+                )
+            self._generation = None  # rebuild the state from the new inventory on exit
+            self._reload(conn)
+        return True
+
+    def seen(self) -> dict[str, str]:
+        """reservation id -> id of the container the reconciler saw for it."""
+        q = (
+            select(container_seen)
+            .join(reservations, reservations.c.id == container_seen.c.reservation_id)
+            .where(reservations.c.state == "active")
+        )
+        with self.engine.connect() as conn:
+            return {r.reservation_id: r.container_id for r in conn.execute(q)}
+
+    def mark_seen(self, found: dict[str, str]) -> None:
+        """Record containers seen for the first time (reservation id -> container id)."""
+        if not found:
+            return
+        with self._write() as conn:
+            conn.info["unchanged"] = True  # nothing the scheduler reads
+            known = set(
+                conn.execute(
+                    select(container_seen.c.reservation_id).where(
+                        container_seen.c.reservation_id.in_(list(found))
+                    )
+                ).scalars()
+            )
+            live = set(
+                conn.execute(
+                    select(reservations.c.id).where(reservations.c.id.in_(list(found)))
+                ).scalars()
+            )
+            rows = [
+                {"reservation_id": rid, "container_id": cid, "seen_at": self.clock()}
+                for rid, cid in found.items()
+                if rid not in known and rid in live
+            ]
+            if rows:
+                conn.execute(insert(container_seen), rows)
+
     def set_drained(self, node: str, drained: bool, by: str = "") -> None:
         if node not in self.state.index:
             raise LedgerError(
@@ -489,4 +622,5 @@ class Ledger:
                     name=node, drained=drained, changed_by=by, changed_at=self.clock()
                 )
             )
-            self.state.set_status(node, "draining" if drained else "up")
+            (self.drained_nodes.add if drained else self.drained_nodes.discard)(node)
+            self.state.set_status(node, self._status(node))  # type: ignore[arg-type]

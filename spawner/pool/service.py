@@ -17,12 +17,14 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Integer, Unicode, default, validate
+from traitlets import Bool, Integer, Unicode, default, validate
 from traitlets.config import Application
 
 from .. import __version__
 from ..catalog import CatalogError, config_dir, load_catalog
+from .alerts import Alerts
 from .api import PoolContext, routes
+from .health import Monitor
 from .ledger import Ledger
 from .scheduler import POLICIES
 
@@ -107,6 +109,22 @@ class PoolService(Application):
         help="How long a token the hub identified is trusted before asking the hub again.",
     ).tag(config=True)
 
+    watch_nodes = Bool(
+        True,
+        help="""Probe every node's engine and agent, keep the metrics history, reconcile
+        containers against reservations and raise alerts (pool.yaml's ``health`` and
+        ``alerts`` say how often and where to). Off only for tests and tools that must
+        not touch any engine. Default: $GPUPOOL_WATCH_NODES (0 = off), else on.""",
+    ).tag(config=True)
+
+    @default("watch_nodes")
+    def _watch_nodes_default(self) -> bool:
+        return os.environ.get("GPUPOOL_WATCH_NODES", "1").strip().lower() not in (
+            "0",
+            "false",
+            "no",
+        )
+
     aliases = {
         "config-dir": "PoolService.config_dir",
         "db": "PoolService.database_url",
@@ -135,6 +153,9 @@ class PoolService(Application):
 
             hub_auth = HubAuth(cache_max_age=self.auth_cache_seconds)
         ctx = PoolContext(catalog, self.ledger, hub_auth)
+        self.alerts = Alerts(webhook=catalog.pool.alerts.webhook, log=self.log)
+        self.monitor = Monitor(catalog, self.ledger, ctx.run, self.alerts, log=self.log)
+        ctx.monitor = self.monitor
         self.log.info(
             "pool: %d nodes, %d GPUs, %d specs, %d active reservations, ledger %s, policies node=%s gpu=%s",
             len(catalog.nodes),
@@ -174,8 +195,11 @@ class PoolService(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.watch_nodes:
+            self.monitor.start()
         await stop.wait()
         server.stop()
+        await self.monitor.stop()
         self.ledger.close()
 
     def start(self) -> None:

@@ -28,7 +28,7 @@ SLOTS = 16  # a100-40g: 2 per card, 2 nodes x 4 cards
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
     db_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    h = Hub(CATALOG, db_url=db_url).start()
+    h = Hub(CATALOG, db_url=db_url, watch_nodes=False).start()
     h.ledger_url = db_url or f"sqlite:///{h.state_dir / 'gpupool.sqlite'}"  # type: ignore[attr-defined]
     try:
         yield h

@@ -157,6 +157,15 @@ def _pids_mentioning(*needles: str) -> list[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:\tZ") for line in f)
+    except OSError:
+        return False
+
+
 def _descendants(roots: Iterable[int]) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -217,6 +226,7 @@ class Engine:
         storage_driver: str | None = None,
         clean: bool = True,
         start_timeout: float = 60.0,
+        live_restore: bool = False,
     ) -> None:
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"engine name must be alphanumeric with - or _: {name!r}")
@@ -227,6 +237,7 @@ class Engine:
         self.storage_driver = storage_driver
         self.clean = clean
         self.start_timeout = start_timeout
+        self.live_restore = live_restore
         self.run_dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds: float | None = None
@@ -418,7 +429,9 @@ class Engine:
         run = self._need_run_dir()
         # never /etc/docker/daemon.json; and the key the engine ID (docker info) comes from
         # in the data-root: by default it is /etc/docker/key.json, one for all engines
-        config = {"deprecated-key-path": str(self.data_root / "key.json")}
+        config: dict[str, Any] = {"deprecated-key-path": str(self.data_root / "key.json")}
+        if self.live_restore:  # containers keep running while dockerd is away
+            config["live-restore"] = True
         (run / "daemon.json").write_text(json.dumps(config) + "\n")
         args = [
             shutil.which("dockerd") or "dockerd",
@@ -510,6 +523,35 @@ class Engine:
             if leftovers:
                 _kill_all(_descendants(leftovers))
                 time.sleep(0.2)
+
+    def crash(self) -> None:
+        """SIGKILL dockerd alone, as a crash would; its containers, shims and folders stay
+        (with ``live_restore`` the containers keep running). :meth:`restart` brings it back."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            raise RuntimeError(f"engine {self.name} is not running")
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        """Start dockerd again on the same folders after :meth:`crash`."""
+        if self.proc is not None:
+            raise RuntimeError(f"engine {self.name} still runs")
+        for c in self._clients:
+            with contextlib.suppress(Exception):
+                c.close()
+        self._clients.clear()
+        with contextlib.suppress(OSError):
+            self.socket.unlink()
+        # containerd, started by dockerd, died with it (SIGPIPE on dockerd's pipe) and may
+        # linger as a zombie: dockerd would take its pid file for a live containerd and wait
+        # for it forever. A fresh containerd finds the shims, which kept the containers.
+        pid_file = self.exec_root / "containerd" / "containerd.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text().strip())
+            if not _alive(pid):
+                pid_file.unlink()
+        self._launch(self.storage_driver or "overlay2")
 
     def stop(self) -> None:
         """Stop dockerd, unmount what it left, remove the per-run folders (socket,

@@ -40,10 +40,12 @@ class Hub:
         db_url: str | None = None,
         state_dir: Path | None = None,
         extra_config: str = "",
+        watch_nodes: bool = True,
     ):
         """``extra_config``: Python appended to the hub's test configuration (benchmarks
         use it to swap the spawner class)."""
         self.extra_config = extra_config
+        self.watch_nodes = watch_nodes
         self.catalog_dir = Path(catalog_dir)
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="gpupool-hub-"))
         self.port = free_base_port()
@@ -67,6 +69,7 @@ class Hub:
         )
         if self.db_url:
             env["GPUPOOL_DB_URL"] = self.db_url
+        env["GPUPOOL_WATCH_NODES"] = "1" if self.watch_nodes else "0"
         return env
 
     def start(self, timeout: float = 60) -> Hub:

@@ -41,10 +41,10 @@ SPEC_KEYS = (
     "groups, images, memory, price_per_hour, slice, slug"
 )
 IMAGE_KEYS = "description, gpu, name, reference, slicing"
-NODE_KEYS = "address, cpu, disk, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
+NODE_KEYS = "address, agent, cpu, disk, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
 GPU_KEYS = "index, memory, model, uuid"
 DATASET_KEYS = "description, format, name, path, read_only"
-POOL_KEYS = "admins, database_url, observers, scheduler"
+POOL_KEYS = "admins, alerts, database_url, health, observers, scheduler"
 
 A10 = "specs[1] (slug 'a100-10g')"
 CPU_SMALL = "specs[0] (slug 'cpu-small')"

@@ -1,0 +1,167 @@
+"""API of pool health: alerts, reconcile on demand, metrics history, Prometheus gauges.
+
+Observers (custom:gpupool:observe) read the pool's health; admins also reconcile on
+demand. A user reads the metrics of their own reservations; another user's answer 404,
+the same as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..exposition import Family, render
+from .api import ID_RE, ApiError, BaseHandler
+
+
+class _HealthHandler(BaseHandler):
+    @property
+    def monitor(self) -> Any:
+        m = self.ctx.monitor
+        if m is None:
+            raise ApiError(503, "the pool service runs without its health monitor")
+        return m
+
+    def need_observe(self) -> None:
+        if not self.caller.can_observe:
+            raise ApiError(403, "reading the pool's health needs custom:gpupool:observe")
+
+
+class HealthHandler(_HealthHandler):
+    async def get(self) -> None:
+        self.need_observe()
+        m = self.monitor
+        self.send(
+            {
+                "nodes": [m.node_json(n.name) for n in self.ctx.catalog.nodes],
+                "alerts": len(m.alerts.list()),
+            }
+        )
+
+
+class AlertsHandler(_HealthHandler):
+    async def get(self) -> None:
+        self.need_observe()
+        alerts = self.monitor.alerts
+        node = self.get_argument("node", None)
+        body: dict[str, Any] = {"alerts": [a.to_json() for a in alerts.list(node)]}
+        if self.get_argument("history", "") in ("1", "true", "yes"):
+            body["history"] = list(alerts.history)
+        self.send(body)
+
+
+class ReconcileHandler(_HealthHandler):
+    async def post(self) -> None:
+        if not self.caller.is_admin:
+            raise ApiError(403, "reconcile needs the scope custom:gpupool:admin")
+        node = self.get_argument("node", None)
+        if node is not None and self.ctx.catalog.node(node) is None:
+            raise ApiError(404, f"no node {node!r}")
+        self.send({"nodes": await self.monitor.reconcile(node)})
+
+
+class NodeHistoryHandler(_HealthHandler):
+    async def get(self, name: str) -> None:
+        self.need_observe()
+        if name not in self.ctx.ledger.state.index:
+            raise ApiError(404, f"no node {name!r}")
+        node = self.ctx.ledger.state.nodes[self.ctx.ledger.state.index[name]]
+        hist = self.monitor.history.gpus
+        self.send(
+            {
+                "node": name,
+                "gpus": [
+                    {"index": g.index, "uuid": g.uuid, "samples": list(hist.get(g.uuid, ()))}
+                    for g in node.gpus
+                ],
+            }
+        )
+
+
+class ReservationMetricsHandler(_HealthHandler):
+    async def get(self, rid: str) -> None:
+        found = await self.ctx.run(self.ctx.ledger.get, rid)
+        if found is None or not self.caller.may_see(found.owner):
+            raise ApiError(404, f"no reservation {rid!r}")
+        samples = list(self.monitor.history.reservations.get(rid, ()))
+        self.send({"reservation": rid, "state": found.state, "samples": samples})
+
+
+class ReservationStartedHandler(_HealthHandler):
+    """The spawner says its container runs: from now on, the container vanishing frees
+    the reservation at the next reconcile pass (not only after the start grace)."""
+
+    async def post(self, rid: str) -> None:
+        found = await self.ctx.run(self.ctx.ledger.get, rid)
+        if found is None or not self.caller.may_see(found.owner):
+            raise ApiError(404, f"no reservation {rid!r}")
+        if not self.caller.acts_for_others:
+            raise ApiError(403, "only the hub's spawner and pool admins report containers")
+        data = self.body({"container_id"})
+        cid = data.get("container_id")
+        if not isinstance(cid, str) or not re.fullmatch(r"[0-9a-f]{12,64}", cid):
+            raise ApiError(400, "container_id must be a Docker container id (hex)")
+        if found.state != "active":
+            raise ApiError(409, f"reservation {rid} is {found.state}")
+        await self.ctx.run(self.ctx.ledger.mark_seen, {rid: cid})
+        self.set_status(204)
+        self.finish()
+
+
+class PrometheusHandler(_HealthHandler):
+    """Pool gauges in Prometheus text format (scrape with an observer's token)."""
+
+    async def get(self) -> None:
+        self.need_observe()
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(render(pool_families(self.ctx.ledger, self.monitor)))
+
+
+def pool_families(ledger: Any, monitor: Any) -> list[Family]:
+    st = ledger.state
+    up = Family("gpupool_node_up", "gauge", "1 if the node's engine and agent answer")
+    sched = Family("gpupool_node_schedulable", "gauge", "1 if the node takes new work")
+    gpus = Family("gpupool_gpus", "gauge", "GPUs per node and model")
+    total = Family("gpupool_gpu_memory_total_mib", "gauge", "GPU memory, MiB")
+    reserved = Family("gpupool_gpu_memory_reserved_mib", "gauge", "GPU memory reserved, MiB")
+    sm = Family("gpupool_gpu_sm_reserved_percent", "gauge", "SM share reserved, percent")
+    holders = Family("gpupool_gpu_reservations", "gauge", "reservations holding a share")
+    res = Family("gpupool_reservations", "gauge", "active reservations per node and kind")
+    alerts = Family("gpupool_alerts", "gauge", "active alerts per kind and severity")
+    kinds: dict[tuple[str, str], int] = {}
+    for r in ledger.list():
+        kinds[(r.node, r.kind)] = kinds.get((r.node, r.kind), 0) + 1
+    for i, node in enumerate(st.nodes):
+        h = monitor.nodes.get(node.name)
+        up.add(1 if h is not None and h.state == "up" else 0, node=node.name)
+        sched.add(int(bool(st.schedulable[i])), node=node.name)
+        models: dict[str, int] = {}
+        for j, g in enumerate(node.gpus):
+            models[g.model] = models.get(g.model, 0) + 1
+            labels = {"node": node.name, "gpu": str(g.index), "UUID": g.uuid, "modelName": g.model}
+            total.add(int(st.mem_total[i, j]), **labels)
+            reserved.add(int(st.mem_used[i, j]), **labels)
+            sm.add(int(st.sm_used[i, j]), **labels)
+            holders.add(int(st.holders[i, j]), **labels)
+        for model, n in sorted(models.items()):
+            gpus.add(n, node=node.name, modelName=model)
+    for (node_name, kind), n in sorted(kinds.items()):
+        res.add(n, node=node_name, kind=kind)
+    counts: dict[tuple[str, str], int] = {}
+    for a in monitor.alerts.list():
+        counts[(a.kind, a.severity)] = counts.get((a.kind, a.severity), 0) + 1
+    for (kind, severity), n in sorted(counts.items()):
+        alerts.add(n, kind=kind, severity=severity)
+    return [up, sched, gpus, total, reserved, sm, holders, res, alerts]
+
+
+def health_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
+    return [
+        (rf"{api}/health", HealthHandler),
+        (rf"{api}/alerts", AlertsHandler),
+        (rf"{api}/reconcile", ReconcileHandler),
+        (rf"{api}/metrics", PrometheusHandler),
+        (rf"{api}/nodes/({ID_RE})/history", NodeHistoryHandler),
+        (rf"{api}/reservations/({ID_RE})/metrics", ReservationMetricsHandler),
+        (rf"{api}/reservations/({ID_RE})/started", ReservationStartedHandler),
+    ]

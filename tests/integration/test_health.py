@@ -1,0 +1,203 @@
+"""Pool health with real parts: two Docker engines started by the tests (live-restore on,
+as production engines should run), the real single-user image, a real JupyterHub with
+configurable-http-proxy and the pool service watching the nodes with pool.yaml's default
+probe and reconcile intervals.
+
+- a user's container removed with ``docker rm -f`` frees its reservation and the hub
+  shows the server stopped, both within 35 s;
+- the reconciler on a real engine: a container it saw and that vanished frees its
+  reservation; an unknown labelled container is reported and stopped after the grace;
+- an engine killed (SIGKILL) marks its node down within 10 s, new spawns go to the
+  other node, a hub restart meanwhile stops no server, and when the engine comes back
+  the node is up with its reservations and containers intact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from tests.support.catalogs import write_engine_catalog
+from tests.support.docker import Engine, ensure_docker_installed, ensure_image, start_engines
+from tests.support.docker import stop_engines as stop_all
+from tests.support.hub import Hub
+from tests.support.servers import api, pool, reservation_of, start, wait_ready, wait_stopped
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+ORPHAN_GRACE = 8
+
+
+@pytest.fixture(scope="module")
+def engines() -> Iterator[dict[str, Engine]]:
+    ensure_docker_installed()
+    engs = start_engines(["node-a", "node-b"], live_restore=True)
+    try:
+        ensure_image(engs.values())
+        yield engs
+    finally:
+        stop_all(engs)
+
+
+@pytest.fixture(scope="module")
+def hub(engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    d = write_engine_catalog(tmp_path_factory.mktemp("catalog"), engines)
+    (d / "pool.yaml").write_text(yaml.safe_dump({"health": {"orphan_grace": ORPHAN_GRACE}}))
+    h = Hub(d).start()
+    try:
+        yield h
+    finally:
+        h.cleanup()
+
+
+def node_state(hub: Hub, node: str) -> str:
+    return pool(hub, "GET", f"/nodes/{node}").json()["state"]
+
+
+def wait_for(what: str, check, timeout: float, every: float = 0.25) -> float:  # type: ignore[no-untyped-def]
+    """Poll ``check`` until true; return the seconds it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if check():
+            return time.monotonic() - t0
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def test_removed_container_frees_its_reservation_and_the_hub_sees_it_stopped(
+    hub: Hub, engines: dict[str, Engine]
+) -> None:
+    token = hub.user_token("rita")
+    assert start(hub, "rita", token, {"spec": "a100-40g", "image": "lab"}).status_code in (201, 202)
+    wait_ready(hub, "rita", token)
+    r = reservation_of(hub, "rita")
+    engines[r["node"]].client().containers.get(r["container"]).remove(force=True)
+    t0 = time.monotonic()
+
+    def released() -> bool:
+        got = pool(hub, "GET", f"/reservations/{r['id']}").json()
+        return got["state"] == "released"
+
+    def hub_stopped() -> bool:
+        return not api(hub, "GET", "/users/rita", hub.admin_token).json().get("servers")
+
+    wait_for("reservation freed", released, 35)
+    wait_for("hub shows the server stopped", hub_stopped, 35 - (time.monotonic() - t0))
+    took = time.monotonic() - t0
+    reason = pool(hub, "GET", f"/reservations/{r['id']}").json()["release_reason"]
+    print(f"rm -f -> freed and stopped in {took:.1f} s ({reason})")
+    assert took <= 35
+
+
+def test_reconciler_on_a_real_engine(hub: Hub, engines: dict[str, Engine]) -> None:
+    # a reservation made through the API, its container started by hand with the labels
+    hub.user_token("ops")  # the owner: a hub user
+    made = pool(
+        hub,
+        "POST",
+        "/reservations",
+        json={"spec": "a100-1x", "owner": "ops", "kind": "manual", "container": "by-hand"},
+    )
+    assert made.status_code == 201, made.text
+    r = made.json()
+    client = engines[r["node"]].client()
+    labels = {"io.gpupool.reservation": r["id"], "io.gpupool.owner": "ops"}
+    c = client.containers.run(
+        "gpupool/singleuser:latest",
+        ["sleep", "600"],
+        name="by-hand",
+        detach=True,
+        network_mode="none",
+        labels=labels,
+    )
+    stray = client.containers.run(
+        "gpupool/singleuser:latest",
+        ["sleep", "600"],
+        name="stray",
+        detach=True,
+        network_mode="none",
+        labels={"io.gpupool.reservation": "r-never-made", "io.gpupool.owner": "mallory"},
+    )
+    try:
+        out = pool(hub, "POST", f"/reconcile?node={r['node']}").json()["nodes"][0]
+        assert out["containers"] == 2 and out["released"] == []
+        assert [o["container"] for o in out["orphans"]] == ["stray"]
+        alerts = pool(hub, "GET", "/alerts").json()["alerts"]
+        orphan = next(a for a in alerts if a["kind"] == "orphan-container")
+        assert "stray" in orphan["message"] and orphan["node"] == r["node"]
+        # the container it saw vanishes: the reservation is freed at the next pass
+        c.remove(force=True)
+        out = pool(hub, "POST", f"/reconcile?node={r['node']}").json()["nodes"][0]
+        assert out["released"] == [
+            {"reservation": r["id"], "owner": "ops", "reason": "container gone"}
+        ]
+        assert pool(hub, "GET", f"/reservations/{r['id']}").json()["state"] == "released"
+        assert stray.reload() or stray.status == "running"  # still inside its grace
+        time.sleep(ORPHAN_GRACE + 0.5)
+        out = pool(hub, "POST", f"/reconcile?node={r['node']}").json()["nodes"][0]
+        assert out["stopped"] == ["stray"]
+        stray.reload()
+        assert stray.status == "exited"
+        out = pool(hub, "POST", f"/reconcile?node={r['node']}").json()["nodes"][0]
+        assert out["orphans"] == []
+        kinds = {a["kind"] for a in pool(hub, "GET", "/alerts").json()["alerts"]}
+        assert "orphan-container" not in kinds and "container-gone" in kinds
+    finally:
+        for x in (c, stray):
+            try:
+                x.remove(force=True)
+            except Exception:
+                pass
+        pool(hub, "DELETE", f"/reservations/{r['id']}")
+
+
+def test_engine_killed_node_down_then_back_with_reservations_intact(
+    hub: Hub, engines: dict[str, Engine]
+) -> None:
+    token = hub.user_token("kim")
+    assert start(hub, "kim", token, {"spec": "a100-1x", "image": "lab"}).status_code in (201, 202)
+    wait_ready(hub, "kim", token)
+    held = reservation_of(hub, "kim")
+    node, other = held["node"], ({"node-a", "node-b"} - {held["node"]}).pop()
+    assert node_state(hub, node) == "up"
+
+    engines[node].crash()
+    try:
+        took = wait_for("node down", lambda: node_state(hub, node) == "down", 10)
+        print(f"engine of {node} killed -> node down in {took:.1f} s")
+        alerts = pool(hub, "GET", "/alerts").json()["alerts"]
+        assert any(a["kind"] == "node-down" and a["node"] == node for a in alerts)
+        # its reservation stays; new work goes to the other node
+        assert pool(hub, "GET", f"/reservations/{held['id']}").json()["state"] == "active"
+        t2 = hub.user_token("lee")
+        assert start(hub, "lee", t2, {"spec": "a100-1x", "image": "lab"}).status_code in (201, 202)
+        wait_ready(hub, "lee", t2)
+        assert reservation_of(hub, "lee")["node"] == other
+        # the reconciler skips it
+        out = pool(hub, "POST", f"/reconcile?node={node}").json()["nodes"][0]
+        assert "down" in out["skipped"]
+        # a hub restart while the engine is down stops no server
+        hub.stop()
+        hub.start()
+        time.sleep(3)
+        server = api(hub, "GET", "/users/kim", hub.admin_token).json()["servers"].get("")
+        assert server is not None and server["ready"], server
+        assert pool(hub, "GET", f"/reservations/{held['id']}").json()["state"] == "active"
+    finally:
+        engines[node].restart()
+    took = wait_for("node up again", lambda: node_state(hub, node) == "up", 30)
+    print(f"engine of {node} restarted -> node up in {took:.1f} s")
+    out = pool(hub, "POST", f"/reconcile?node={node}").json()["nodes"][0]
+    assert out["released"] == [] and out["orphans"] == []
+    assert pool(hub, "GET", f"/reservations/{held['id']}").json()["state"] == "active"
+    ctr = engines[node].client().containers.get(held["container"])
+    assert ctr.status == "running"
+    # the server still answers through the proxy
+    r = api(hub, "GET", "/users/kim", hub.admin_token).json()["servers"][""]
+    assert r["ready"]
+    for user in ("kim", "lee"):
+        api(hub, "DELETE", f"/users/{user}/server", hub.admin_token)
+        wait_stopped(hub, user)
+    assert pool(hub, "GET", "/reservations").json()["reservations"] == []
