@@ -15,6 +15,8 @@ are not catalog (ports, the state folder, secrets) come from the environment:
   (for catalogs whose nodes do not exist, as in API tests); default on
 - ``GPUPOOL_USER_PASSWORD`` / ``GPUPOOL_ADMIN_PASSWORD``: SharedPasswordAuthenticator's
   passwords, when no other authenticator is configured
+- ``GPUPOOL_METRICS_TOKEN``: registers the service ``gpupool-metrics`` with this token and
+  the observer role only (read the pool, scrape ``api/metrics``), for Prometheus
 - ``GPUPOOL_API_TOKEN``: registers the service ``gpupool-automation`` with this token and
   the pool-admin role, for scripts
 """
@@ -34,6 +36,7 @@ PASSED_TO_SERVICE = ("GPUPOOL_DB_URL", "GPUPOOL_WATCH_NODES")
 
 SERVICE = "gpupool"
 AUTOMATION = "gpupool-automation"
+METRICS = "gpupool-metrics"
 SPAWNER = "gpupool-spawner"
 
 
@@ -99,11 +102,19 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
             )
         services.append({"name": AUTOMATION, "api_token": token})
         admin_services.append(AUTOMATION)
+    observer_services = []
+    metrics_token = os.environ.get("GPUPOOL_METRICS_TOKEN")
+    if metrics_token:
+        if len(metrics_token) < 32:
+            raise SystemExit("GPUPOOL_METRICS_TOKEN must be at least 32 characters")
+        services.append({"name": METRICS, "api_token": metrics_token})
+        observer_services.append(METRICS)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = pool_roles(
         admin_users=access.admin_users,
         admin_groups=access.admin_groups,
         observer_users=access.observer_users,
+        observer_services=observer_services,
         observer_groups=access.observer_groups,
         admin_services=admin_services,
         spawner_services=[SPAWNER],

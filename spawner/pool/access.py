@@ -43,6 +43,7 @@ def pool_roles(
     observer_groups: Iterable[str] = (),
     admin_services: Iterable[str] = (),
     spawner_services: Iterable[str] = (),
+    observer_services: Iterable[str] = (),
     service: str = "gpupool",
 ) -> list[dict[str, Any]]:
     """Roles for ``c.JupyterHub.load_roles``: every user may use the pool; named
@@ -61,6 +62,13 @@ def pool_roles(
             "scopes": [OBSERVE, USE],
             "users": list(observer_users),
             "groups": list(observer_groups),
+        },
+        {
+            # Prometheus and dashboards: read the pool, nothing else (not even reserve)
+            "name": "gpupool-metrics",
+            "description": "Reads the GPU pool's health and metrics",
+            "scopes": [OBSERVE],
+            "services": list(observer_services),
         },
         {
             "name": "gpupool-admin",

@@ -129,6 +129,36 @@ SCHEMAS: dict[str, Any] = {
             "cpu_millicores": {"type": "object"},
             "memory_mib": {"type": "object"},
             "gpus": {"type": "array", "items": {"type": "object"}},
+            "drained": {"type": "boolean"},
+            "gpu_source": {
+                "type": "string",
+                "enum": ["agent", "catalog"],
+                "description": "where the GPU list comes from: the node's agent or nodes.yaml",
+            },
+            "health": {
+                "type": "object",
+                "description": "engine and agent probes: state unknown | up | down",
+            },
+        },
+    },
+    "Alert": {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string"},
+            "kind": {
+                "type": "string",
+                "description": "node-down, gpu-missing, gpu-temperature, xid, container-gone, "
+                "orphan-container, inventory-mismatch, inventory-conflict, nvml-unavailable",
+            },
+            "severity": {"type": "string", "enum": ["info", "warning", "critical"]},
+            "message": {"type": "string"},
+            "node": {"type": ["string", "null"]},
+            "gpu": {"type": ["string", "null"]},
+            "reservation": {"type": ["string", "null"]},
+            "since": {"type": "number"},
+            "updated": {"type": "number"},
+            "count": {"type": "integer"},
+            "details": {"type": "object"},
         },
     },
 }
@@ -295,6 +325,100 @@ def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Node"), "drained"),
                         "404": _json(_ERR, "no such node"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/nodes/{name}/history": {
+                "get": {
+                    "summary": "Short metrics history of the node's GPUs (observers)",
+                    "parameters": [_NAME],
+                    "responses": {
+                        "200": _json({"type": "object"}, "samples per GPU"),
+                        "404": _json(_ERR, "no such node"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Every node's engine and agent health (observers)",
+                    "responses": {"200": _json({"type": "object"}, "nodes"), **_ERRORS},
+                }
+            },
+            "/alerts": {
+                "get": {
+                    "summary": "Active alerts, most severe first; ?history=1 adds raises and clears",
+                    "parameters": [
+                        {"name": "node", "in": "query", "schema": {"type": "string"}},
+                        {"name": "history", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"alerts": {"type": "array", "items": _ref("Alert")}},
+                            },
+                            "alerts",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/reconcile": {
+                "post": {
+                    "summary": "Reconcile containers against reservations now (admins)",
+                    "parameters": [{"name": "node", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": _json({"type": "object"}, "what each node's pass did"),
+                        "404": _json(_ERR, "no such node"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Pool gauges in Prometheus text format (observers)",
+                    "responses": {
+                        "200": {
+                            "description": "text/plain; version=0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/reservations/{id}/metrics": {
+                "get": {
+                    "summary": "Metrics history of a reservation's GPUs (memory used by its processes)",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json({"type": "object"}, "samples"),
+                        "404": _json(_ERR, "not found or not yours"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/reservations/{id}/started": {
+                "post": {
+                    "summary": "The spawner reports the reservation's container runs",
+                    "parameters": [_ID],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["container_id"],
+                                    "properties": {"container_id": {"type": "string"}},
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "204": {"description": "recorded"},
+                        "404": _json(_ERR, "not found or not yours"),
+                        "409": _json(_ERR, "the reservation is released"),
                         **_ERRORS,
                     },
                 }

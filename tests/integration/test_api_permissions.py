@@ -240,3 +240,47 @@ def test_capacity_answer_explains_per_node(hub: Hub, who: Callers, clean: None) 
     assert body["message"].startswith("no node has a free A100 with 40 GiB and 50 % SM")
     assert {n["node"] for n in body["nodes"]} == {"node-a", "node-b"}
     assert all("held whole" in n["why"] for n in body["nodes"])
+
+
+def test_health_endpoints_by_role(hub: Hub, who: Callers, clean: None) -> None:
+    """Observers and the metrics service read health; admins reconcile; users see only the
+    metrics of their own reservations (another user's: 404, as for none)."""
+    metrics = hub.metrics_token
+    for token in (who.observer, who.admin, metrics):
+        assert call(hub, "GET", "/alerts", token).json()["alerts"] == []
+        nodes = call(hub, "GET", "/health", token).json()["nodes"]
+        assert [n["name"] for n in nodes] == ["node-a", "node-b"]
+        r = call(hub, "GET", "/metrics", token)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        assert 'gpupool_gpus{node="node-a",modelName="NVIDIA A100-SXM4-80GB"} 4' in r.text
+        assert call(hub, "GET", "/nodes/node-a/history", token).status_code == 200
+    for path in ("/alerts", "/health", "/metrics", "/nodes/node-a/history"):
+        r = call(hub, "GET", path, who.a)
+        assert r.status_code == 403 and "custom:gpupool:observe" in r.json()["message"], path
+    for token in (who.a, who.observer, metrics):
+        r = call(hub, "POST", "/reconcile", token)
+        assert r.status_code == 403 and "custom:gpupool:admin" in r.json()["message"]
+    assert call(hub, "POST", "/reconcile?node=nope", who.admin).status_code == 404
+    # the metrics service may not reserve (least privilege: observe only)
+    r = call(hub, "POST", "/reservations", metrics, json={"spec": "cpu-1"})
+    assert r.status_code == 403
+    # a reservation's metrics: its owner and observers; another user gets 404
+    rid = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-40g"}).json()["id"]
+    got = call(hub, "GET", f"/reservations/{rid}/metrics", who.a).json()
+    assert got["reservation"] == rid and got["samples"] == []
+    assert call(hub, "GET", f"/reservations/{rid}/metrics", who.observer).status_code == 200
+    missing = call(hub, "GET", "/reservations/r-none/metrics", who.b)
+    other = call(hub, "GET", f"/reservations/{rid}/metrics", who.b)
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["message"].replace(rid, "X") == missing.json()["message"].replace(
+        "r-none", "X"
+    )
+    # only the spawner and admins report a container as started
+    body = {"container_id": "ab" * 32}
+    assert call(hub, "POST", f"/reservations/{rid}/started", who.a, json=body).status_code == 403
+    assert call(hub, "POST", f"/reservations/{rid}/started", who.b, json=body).status_code == 404
+    r = call(hub, "POST", f"/reservations/{rid}/started", who.admin, json={"container_id": "x"})
+    assert r.status_code == 400 and "hex" in r.json()["message"]
+    assert (
+        call(hub, "POST", f"/reservations/{rid}/started", who.admin, json=body).status_code == 204
+    )

@@ -54,6 +54,7 @@ class Hub:
         self.pool = f"{self.url}/services/gpupool/api"
         self.admin_token = secrets.token_hex(24)
         self.automation_token = secrets.token_hex(24)
+        self.metrics_token = secrets.token_hex(24)
         self.db_url = db_url
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.state_dir / "hub.log"
@@ -65,6 +66,7 @@ class Hub:
             GPUPOOL_STATE_DIR=str(self.state_dir),
             GPUPOOL_PORT=str(self.port),
             GPUPOOL_API_TOKEN=self.automation_token,
+            GPUPOOL_METRICS_TOKEN=self.metrics_token,
             GPUPOOL_USER_PASSWORD="test-user-password",
         )
         if self.db_url:

@@ -1278,3 +1278,77 @@ def test_format_mib(mib: int, text: str) -> None:
 @given(st.integers(min_value=1, max_value=1023) | st.integers(1, 4096).map(lambda n: n * GIB))
 def test_format_then_parse_round_trips(mib: int) -> None:
     assert parse_size_mib(format_mib(mib)) == mib
+
+
+# -- node agents and pool health ------------------------------------------------------
+
+
+def test_node_agent_and_health_settings(cat: Path) -> None:
+    (cat / "agent-token").write_text("secret\n")
+    edit(
+        cat,
+        "nodes.yaml",
+        setter(
+            ("nodes", 0, "agent"), {"url": "http://127.0.0.1:9445/", "token_file": "agent-token"}
+        ),
+    )
+    edit(
+        cat,
+        "pool.yaml",
+        lambda d: d.update(
+            health={"probe_interval": 1, "orphan_grace": 60},
+            alerts={"webhook": "https://alerts.example/hook", "gpu_temperature": 80},
+        ),
+    )
+    c = load_catalog(cat)
+    agent = c.nodes[0].agent
+    assert agent is not None and agent.url == "http://127.0.0.1:9445"
+    assert agent.token_file == str(cat / "agent-token") and agent.token() == "secret"
+    assert c.pool.health.probe_interval == 1 and c.pool.health.orphan_grace == 60
+    assert c.pool.health.reconcile_interval == 30  # defaults stay
+    assert c.pool.alerts.webhook == "https://alerts.example/hook"
+    assert c.pool.alerts.gpu_temperature == 80
+
+
+def test_agent_token_file_must_exist(cat: Path) -> None:
+    edit(
+        cat,
+        "nodes.yaml",
+        setter(("nodes", 0, "agent"), {"url": "http://127.0.0.1:9445", "token_file": "nope"}),
+    )
+    the_problem(cat, f"nodes.yaml: {NODE_A}: agent.token_file: file", "nope not found")
+
+
+def test_plain_http_agent_on_another_host_is_warned_about(cat: Path) -> None:
+    (cat / "t").write_text("x")
+    edit(
+        cat,
+        "nodes.yaml",
+        setter(("nodes", 0, "agent"), {"url": "http://10.0.0.5:9445", "token_file": "t"}),
+    )
+    (w,) = load_catalog(cat).warnings
+    assert "plain http to another host" in w and NODE_A in w
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (setter(("health", "probe_interval"), 0), "health.probe_interval"),
+        (setter(("health", "down_after"), 0), "health.down_after"),
+        (setter(("health", "every"), 3), "unknown key 'every'"),
+        (setter(("alerts", "webhook"), "ftp://x"), "alerts.webhook"),
+        (
+            lambda d: d.update(health={"probe_interval": 1, "probe_timeout": 6}),
+            "more than five probe intervals",
+        ),
+    ],
+)
+def test_bad_health_settings(cat: Path, change: Callable[[Any], Any], fragment: str) -> None:
+    def ensure(d: Any) -> None:
+        d.setdefault("health", {})
+        d.setdefault("alerts", {})
+        change(d)
+
+    edit(cat, "pool.yaml", ensure)
+    line = the_problem(cat, fragment)
+    assert line.startswith("pool.yaml")
