@@ -192,8 +192,10 @@ class Monitor:
         self.log = log or logging.getLogger("gpupool.health")
         self.nodes = {n.name: NodeHealth(n.name, n.agent is not None) for n in catalog.nodes}
         self.history = History(hs.history)
+        # listing and stopping containers may take longer than a probe is allowed to
+        self.slow_engines = Engines(max_workers=4, timeout=30) if engines is None else engines
         self.reconciler = Reconciler(
-            self.engines.call,
+            self.slow_engines.call,
             ledger_call,
             ledger,
             start_grace=hs.start_grace,
