@@ -362,6 +362,17 @@ class Monitor:
             )
             return
         self.alerts.clear(key, "NVML readable")
+        pkey = f"nvml-partial:{node.name}"
+        if h.nvml_error:  # NVML runs, but some GPU could not be read (left out by the agent)
+            self.alerts.raise_(
+                pkey,
+                "nvml-unavailable",
+                "warning",
+                f"node {node.name}: {h.nvml_error}",
+                node=node.name,
+            )
+        else:
+            self.alerts.clear(pkey, "every GPU readable")
         gpus = tuple(
             Gpu(int(g["index"]), str(g["uuid"]), str(g["model"]), int(g["memory_mib"]))
             for g in inv.get("gpus") or ()

@@ -6,7 +6,11 @@
 # 1. builds HAMi-core's libvgpu.so from .hami/HAMi-core (cmake + the CUDA toolkit, as
 #    HAMi-core's build.sh configures it) into /tmp/gpupool-hami;
 # 2. installs the wheels carried in .whl/ (what gpupool imports and the machine lacks,
-#    e.g. jsonschema) into /tmp/gpupool-site, with no index;
+#    e.g. jsonschema) into /tmp/gpupool-site, with no index. The agent's tests
+#    (test_agent.py) and the NVML discovery import pynvml: where the machine lacks it,
+#    carry nvidia-ml-py's wheel (pure Python):
+#      .venv/bin/pip download --no-deps --only-binary=:all: -d .whl nvidia-ml-py
+#    They import only the agent's HTTP-free modules, so Tornado and traitlets are not needed;
 # 3. makes `import gpupool` work (a /tmp link gpupool -> spawner) and runs the tests
 #    marked gpu, with GPUPOOL_HAMI_CORE naming the built library.
 # Output goes to $OUT/log, figures to $OUT/figures.json (OUT defaults to /tmp/gpupool-gpu).

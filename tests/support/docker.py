@@ -26,11 +26,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -613,6 +615,38 @@ def stop_engines(engines: Mapping[str, Engine] | Iterable[Engine]) -> None:
 
 
 # --------------------------------------------------------------------------- images
+def sleep_rootfs() -> bytes:
+    """A tar of a root file system holding only /bin/sleep and the libraries it links."""
+    sleep = shutil.which("sleep")
+    assert sleep
+    sleep = os.path.realpath(sleep)
+    ldd = subprocess.run(["ldd", sleep], capture_output=True, text=True, check=False).stdout
+    files = {sleep}
+    for line in ldd.splitlines():
+        for part in line.split():
+            if part.startswith("/"):
+                files.add(part)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in sorted(files):
+            real = os.path.realpath(f)
+            tar.add(real, arcname=f.lstrip("/"))
+            if f == sleep:
+                tar.add(real, arcname="bin/sleep")
+    return buf.getvalue()
+
+
+def import_sleep_image(engine: Engine, tag: str) -> None:
+    """A tiny image holding only /bin/sleep, made from the host's (no registry, no build)."""
+    r = subprocess.run(
+        [docker_cli(), "-H", engine.unix_url, "import", "-", tag],
+        input=sleep_rootfs(),
+        capture_output=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"docker import failed: {r.stderr.decode(errors='replace')}")
+
 
 #: GPUPOOL_CACHE_DIR as images/base.sh and images/build.sh use it.
 CACHE_DIR = Path(os.environ.get("GPUPOOL_CACHE_DIR", "/var/cache/gpupool"))

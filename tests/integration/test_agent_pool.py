@@ -1,0 +1,262 @@
+"""The pool and a real ``gpupool-agent`` process, end to end: a Docker engine started by
+the test, a real JupyterHub with the pool service watching the node, and the agent
+reading a FAKE NVML (tests/support/fake_nvml.py: no GPU in CI) whose processes are the
+real PIDs of a real container, so the agent's cgroup and label lookup are real.
+
+- the GPUs the agent reports replace the declared ones, and the difference is an alert;
+- a reservation's metrics show the memory its container's processes use on its GPU;
+- temperature and Xid alerts come from the agent's samples;
+- the agent's Prometheus text carries DCGM names and the owner of each process;
+- an agent that stops answering takes its node down (the engine still answers), and the
+  node is up again when the agent is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.support import fake_nvml
+from tests.support.docker import Engine, ensure_docker_installed, import_sleep_image
+from tests.support.hub import Hub
+from tests.support.ports import free_base_port
+from tests.support.servers import pool
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).parent / "gpupool-agent"
+IMAGE = "gpupool-test/sleep:latest"
+DECLARED = [f"GPU-d0000000-0000-4000-8000-00000000000{i}" for i in range(2)]
+REPORTED = [DECLARED[0], "GPU-e0000000-0000-4000-8000-000000000001"]
+
+
+def write_world(path: Path, world: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(world))
+    os.replace(tmp, path)
+
+
+def world_doc(processes: dict[str, list[dict[str, Any]]] | None = None, **gpu1: Any) -> dict:
+    processes = processes or {}
+    gpus = []
+    for i, uuid in enumerate(REPORTED):
+        g = {
+            "uuid": uuid,
+            "name": "NVIDIA A100-SXM4-80GB",
+            "memory_total_mib": 81559,
+            "memory_used_mib": 500,
+            "utilization_gpu": 5,
+            "temperature_c": 40,
+            "processes": processes.get(uuid, []),
+        }
+        if i == 1:
+            g.update(gpu1)
+        gpus.append(g)
+    return {"driver_version": "580.1", "cuda_version": 13000, "gpus": gpus}
+
+
+class AgentProcess:
+    def __init__(self, tmp: Path, engine: Engine):
+        self.tmp, self.engine = tmp, engine
+        self.port = free_base_port((0,))
+        self.world = tmp / "world.json"
+        self.token = tmp / "agent-token"
+        self.token.write_text("a" * 48)
+        self.token.chmod(0o600)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env[fake_nvml.ENV] = str(self.world)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [
+                str(SCRIPT),
+                f"--port={self.port}",
+                f"--token-file={self.token}",
+                "--AgentApp.nvml_module=tests.support.fake_nvml",
+                f"--docker-url={self.engine.unix_url}",
+                "--interval=0.5",
+                "--node-name=node-a",
+            ],
+            env=env,
+            stdout=(self.tmp / "agent.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(
+            f"http://127.0.0.1:{self.port}{path}",
+            headers={"Authorization": f"token {self.token.read_text()}"},
+            timeout=5,
+        )
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    ensure_docker_installed()
+    e = Engine("agent-pool").start()
+    try:
+        import_sleep_image(e, IMAGE)
+        yield e
+    finally:
+        e.stop()
+
+
+@pytest.fixture(scope="module")
+def agent(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    if not SCRIPT.exists():
+        pytest.fail(f"{SCRIPT} is missing: run .venv/bin/pip install -e . --no-deps")
+    a = AgentProcess(tmp_path_factory.mktemp("agent"), engine)
+    write_world(a.world, world_doc())
+    a.start()
+    try:
+        yield a
+    finally:
+        a.kill()
+
+
+@pytest.fixture(scope="module")
+def hub(
+    engine: Engine, agent: AgentProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hub]:
+    d = tmp_path_factory.mktemp("catalog")
+    (d / "agent-token").write_text(agent.token.read_text())
+    node = {
+        "name": "node-a",
+        "engine": engine.unix_url,
+        "gpu_runtime": "none",
+        "cpu": 8,
+        "memory": "16GiB",
+        "agent": {"url": f"http://127.0.0.1:{agent.port}", "token_file": "agent-token"},
+        "gpus": [
+            {"index": i, "uuid": u, "model": "NVIDIA A100-SXM4-80GB", "memory": "80GiB"}
+            for i, u in enumerate(DECLARED)
+        ],
+    }
+    spec = {
+        "slug": "a100-20g",
+        "display_name": "A100 20 GiB",
+        "gpus": 1,
+        "gpu_memory": "20GiB",
+        "cpu": 1,
+        "memory": "1GiB",
+    }
+    (d / "nodes.yaml").write_text(yaml.safe_dump({"nodes": [node]}))
+    (d / "specs.yaml").write_text(yaml.safe_dump({"specs": [spec]}))
+    (d / "pool.yaml").write_text(yaml.safe_dump({"alerts": {"gpu_temperature": 85}}))
+    h = Hub(d).start()
+    try:
+        yield h
+    finally:
+        h.cleanup()
+
+
+def until(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < timeout:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
+
+
+def alerts(hub: Hub, kind: str) -> list[dict[str, Any]]:
+    return [a for a in pool(hub, "GET", "/alerts").json()["alerts"] if a["kind"] == kind]
+
+
+def test_agent_inventory_metrics_alerts_and_silence(
+    hub: Hub, agent: AgentProcess, engine: Engine
+) -> None:
+    # the agent's GPUs replace the declared ones; the difference is shown, not hidden
+    node = until(
+        "inventory from the agent",
+        lambda: (n := pool(hub, "GET", "/nodes/node-a").json())["gpu_source"] == "agent" and n,
+        20,
+    )
+    assert [g["uuid"] for g in node["gpus"]] == REPORTED
+    assert [g["memory_mib"] for g in node["gpus"]] == [81559, 81559]
+    assert node["health"]["agent"]["ok"] and node["health"]["engine"]["ok"]
+    (mismatch,) = alerts(hub, "inventory-mismatch")
+    assert f"declared {DECLARED[1]} not reported" in mismatch["message"]
+
+    # a reservation, its container, and that container's process on the reserved GPU
+    hub.user_token("ops")
+    made = pool(hub, "POST", "/reservations", json={"spec": "a100-20g", "owner": "ops"})
+    assert made.status_code == 201, made.text
+    r = made.json()
+    uuid = r["gpus"][0]["uuid"]
+    assert uuid in REPORTED
+    labels = ["--label", f"io.gpupool.reservation={r['id']}", "--label", "io.gpupool.owner=ops"]
+    cid = engine.docker("run", "-d", "--network", "none", *labels, IMAGE, "/bin/sleep", "600")
+    cid_s = cid.stdout.strip()
+    pid = int(engine.docker("inspect", "-f", "{{.State.Pid}}", cid_s).stdout.strip())
+    write_world(
+        agent.world,
+        world_doc(
+            {uuid: [{"pid": pid, "used_mib": 3000}]},
+            temperature_c=95,
+        )
+        | {"xids": [{"gpu": 1, "xid": 79}]},
+    )
+
+    def my_usage() -> Any:
+        samples = pool(hub, "GET", f"/reservations/{r['id']}/metrics").json()["samples"]
+        return samples and samples[-1]["gpus"][0]["mem_used_mib"] == 3000 and samples[-1]
+
+    last = until("the reservation's memory in its metrics", my_usage, 15)
+    assert last["gpus"][0]["mem_limit_mib"] == 20 * 1024 and last["gpus"][0]["uuid"] == uuid
+
+    # alerts from the samples
+    (hot,) = until("temperature alert", lambda: alerts(hub, "gpu-temperature"), 10)
+    assert hot["severity"] == "critical" and "95 °C" in hot["message"]
+    assert hot["gpu"] == REPORTED[1]
+    (xid,) = until("Xid alert", lambda: alerts(hub, "xid"), 10)
+    assert xid["severity"] == "critical" and "Xid 79" in xid["message"]
+
+    # the agent's own Prometheus text: DCGM names, and the process's owner from its labels
+    text = agent.get("/metrics").text
+    assert f'DCGM_FI_DEV_GPU_TEMP{{gpu="1",UUID="{REPORTED[1]}"' in text
+    owner_line = [
+        line
+        for line in text.splitlines()
+        if line.startswith("gpupool_process_fb_used{") and f'pid="{pid}"' in line
+    ]
+    assert len(owner_line) == 1 and 'owner="ops"' in owner_line[0]
+    assert f'reservation="{r["id"]}"' in owner_line[0] and owner_line[0].endswith(" 3000")
+
+    # the pool's gauges
+    metrics = pool(hub, "GET", "/metrics").text
+    assert 'gpupool_node_up{node="node-a"} 1' in metrics
+
+    # the agent falls silent: the node goes down although its engine answers
+    agent.kill()
+    t0 = time.monotonic()
+    until("node down", lambda: pool(hub, "GET", "/nodes/node-a").json()["state"] == "down", 10)
+    print(f"agent killed -> node down in {time.monotonic() - t0:.1f} s")
+    h = pool(hub, "GET", "/nodes/node-a").json()["health"]
+    assert h["engine"]["ok"] and h["agent"]["ok"] is False
+    assert pool(hub, "GET", f"/reservations/{r['id']}").json()["state"] == "active"
+    agent.start()
+    until("node up", lambda: pool(hub, "GET", "/nodes/node-a").json()["state"] == "up", 30)
+    engine.docker("rm", "-f", cid_s)
+    pool(hub, "DELETE", f"/reservations/{r['id']}")
