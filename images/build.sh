@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# images/build.sh [--host DOCKER_HOST] [--tag TAG] [--base IMAGE] [--force] [--print-hash]
+# images/build.sh [--image singleuser|agent] [--host DOCKER_HOST] [--tag TAG] [--base IMAGE]
+#                 [--force] [--print-hash]
 #
-# Builds the single-user image (images/singleuser/Dockerfile) on one Docker engine:
-# JupyterLab, jupyterhub-singleuser (the JupyterHub version of this checkout's venv) and
-# gpupool from this checkout, in a venv at /opt/gpupool, user jovyan (uid 1000).
+# Builds an image of images/<image>/Dockerfile on one Docker engine:
+# - singleuser (default): JupyterLab, jupyterhub-singleuser (the JupyterHub version of
+#   this checkout's venv) and gpupool from this checkout, in a venv at /opt/gpupool, user
+#   jovyan (uid 1000);
+# - agent: gpupool-agent (gpupool[agent] from this checkout), user 10001.
 #
 #   --host URL     the engine (default $DOCKER_HOST or unix:///var/run/docker.sock); for a
 #                  TLS engine also set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH
-#   --tag TAG      default gpupool/singleuser:latest
+#   --image NAME   singleuser or agent
+#   --tag TAG      default gpupool/<image>:latest
 #   --base IMAGE   default $GPUPOOL_BASE_IMAGE or gpupool/base:bookworm, which images/base.sh
 #                  makes with debootstrap if the engine lacks it. A real GPU deployment
 #                  passes a CUDA image from its registry here.
@@ -34,7 +38,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 DEFAULT_BASE="gpupool/base:bookworm"
 HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
-TAG="gpupool/singleuser:latest"
+IMAGE="singleuser"
+TAG=""
 BASE="${GPUPOOL_BASE_IMAGE:-$DEFAULT_BASE}"
 FORCE=""
 PRINT_HASH=""
@@ -48,6 +53,8 @@ die() { printf '\033[1;31m[gpupool build] error:\033[0m %s\n' "$*" >&2; exit 1; 
 
 while [ $# -gt 0 ]; do
     case "$1" in
+        --image) IMAGE="$2"; shift 2 ;;
+        --image=*) IMAGE="${1#*=}"; shift ;;
         --host) HOST="$2"; shift 2 ;;
         --host=*) HOST="${1#*=}"; shift ;;
         --tag) TAG="$2"; shift 2 ;;
@@ -56,10 +63,16 @@ while [ $# -gt 0 ]; do
         --base=*) BASE="${1#*=}"; shift ;;
         --force) FORCE=1; shift ;;
         --print-hash) PRINT_HASH=1; shift ;;
-        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
+case "$IMAGE" in
+    singleuser|agent) ;;
+    *) die "--image $IMAGE: no such image; allowed: singleuser, agent" ;;
+esac
+TAG="${TAG:-gpupool/$IMAGE:latest}"
+IMAGE_DIR="$HERE/$IMAGE"
 
 # ------------------------------------------------------------------ versions and hash
 PY=""
@@ -83,13 +96,13 @@ src_files() {
 
 build_hash() {
     {
-        echo "gpupool-singleuser v1"
+        echo "gpupool-$IMAGE v1"
         echo "base=$BASE"
         # our own base is defined by base.sh; a registry base by its name
         if [ "$BASE" = "$DEFAULT_BASE" ]; then sha256sum <"$HERE/base.sh"; fi
         echo "jupyterhub=$JUPYTERHUB_VERSION"
         echo "jupyterlab=$JUPYTERLAB_SPEC"
-        cat "$HERE/singleuser/Dockerfile" "$HERE/singleuser/overrides.json" | sha256sum
+        cat "$IMAGE_DIR"/* | sha256sum
         (cd "$ROOT" && src_files | xargs -0 sha256sum)
     } | sha256sum | cut -c1-16
 }
@@ -221,8 +234,7 @@ CA="$(pip_setting cert)"
 
 # ------------------------------------------------------------------ context and build
 CTX="$(mktemp -d)"
-cp "$HERE/singleuser/Dockerfile" "$CTX/Dockerfile"
-cp "$HERE/singleuser/overrides.json" "$CTX/overrides.json"
+cp "$IMAGE_DIR"/* "$CTX/"
 mkdir "$CTX/src"
 (cd "$ROOT" && src_files | xargs -0 cp --parents -t "$CTX/src")
 # gpupool's runtime dependencies, for the image's cached dependency layer

@@ -685,12 +685,17 @@ def build_hash(**build_env: str) -> str:
 
 
 def build_image(
-    engine: Engine, tag: str = SINGLEUSER_TAG, *, timeout: float = 1800, **build_env: str
+    engine: Engine,
+    tag: str = SINGLEUSER_TAG,
+    *,
+    image: str = "singleuser",
+    timeout: float = 1800,
+    **build_env: str,
 ) -> None:
-    """Run ``images/build.sh`` against ``engine`` (a no-op when ``tag`` is current there;
-    makes the base image with images/base.sh first if the engine lacks it)."""
+    """Run ``images/build.sh --image IMAGE`` against ``engine`` (a no-op when ``tag`` is
+    current there; makes the base image with images/base.sh first if the engine lacks it)."""
     r = subprocess.run(
-        ["bash", str(BUILD_SH), "--host", engine.unix_url, "--tag", tag],
+        ["bash", str(BUILD_SH), "--image", image, "--host", engine.unix_url, "--tag", tag],
         env={**engine.cli_env(), **build_env},
         capture_output=True,
         text=True,
