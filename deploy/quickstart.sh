@@ -64,11 +64,17 @@ url="http://127.0.0.1:$GPUPOOL_PORT"
 "$VENV/bin/jupyterhub" -f "$GPUPOOL_ROOT/jupyterhub_config.py" &
 hub=$!
 trap 'kill -TERM $hub 2>/dev/null; wait $hub 2>/dev/null' INT TERM
-# The hub's own API first (asking through the proxy before the hub listens makes the
-# proxy log connection errors), then the pool service through the proxy.
+# The hub's own API, then the pool service itself, then the service through the proxy
+# (asking the proxy before its route exists makes it log errors).
 hub_api="http://127.0.0.1:$((GPUPOOL_PORT + 81))/hub/health"
 for _ in $(seq 1 120); do
     if curl -fsS -o /dev/null "$hub_api" 2>/dev/null; then break; fi
+    kill -0 $hub 2>/dev/null || die "the hub exited; see the messages above"
+    sleep 0.5
+done
+service="http://127.0.0.1:$((GPUPOOL_PORT + 2))/services/gpupool/api/openapi.json"
+for _ in $(seq 1 120); do
+    if curl -fsS -o /dev/null "$service" 2>/dev/null; then break; fi
     kill -0 $hub 2>/dev/null || die "the hub exited; see the messages above"
     sleep 0.5
 done
