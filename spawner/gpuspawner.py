@@ -54,6 +54,23 @@ class CapacityError(web.HTTPError):
         pass
 
 
+class QuotaError(web.HTTPError):
+    """403 with reason 'quota': the user's quota would be exceeded; the message says which
+    quota and how much is left."""
+
+    def __init__(self, message: str):
+        super().__init__(403, log_message=message)
+        self.jupyterhub_message = message
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return "quota"
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        pass
+
+
 _catalogs: dict[str, tuple[float, Catalog]] = {}
 
 
@@ -241,6 +258,9 @@ class GpuPoolSpawner(DockerSpawner):
                 owner=self.user.name, spec=spec.slug, server_name=self.name, container=name
             )
         except PoolError as e:
+            if e.status == 403 and e.body.get("reason") == "quota":
+                self._event(100, e.body.get("message", "over quota"))
+                raise QuotaError(e.body.get("message", "over quota")) from None
             if e.status == 503:
                 self._event(100, e.body.get("message", "no capacity"))
                 raise CapacityError(

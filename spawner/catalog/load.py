@@ -27,6 +27,8 @@ from .models import (
     Image,
     Node,
     PoolSettings,
+    Quota,
+    Quotas,
     Spec,
     Tls,
 )
@@ -391,7 +393,24 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
             f"pool.yaml: health.probe_timeout: {health.probe_timeout} s is more than five "
             f"probe intervals ({health.probe_interval} s); a slow engine would hold the probes up"
         )
+    qdoc = pool_doc.get("quotas", {})
+
+    def quota(where: str, q: dict[str, Any]) -> Quota:
+        return Quota(
+            gpus=q.get("gpus"),
+            gpu_memory_mib=ck.size(f"pool.yaml: {where}.gpu_memory", q["gpu_memory"])
+            if "gpu_memory" in q
+            else None,
+            gpu_hours_per_month=q.get("gpu_hours_per_month"),
+        )
+
+    quotas = Quotas(
+        default=quota("quotas.default", qdoc["default"]) if "default" in qdoc else None,
+        groups={g: quota(f"quotas.groups.{g}", q) for g, q in qdoc.get("groups", {}).items()},
+        users={u: quota(f"quotas.users.{u}", q) for u, q in qdoc.get("users", {}).items()},
+    )
     pool = PoolSettings(
+        quotas=quotas,
         health=health,
         alerts=AlertSettings(**pool_doc.get("alerts", {})),
         node_policy=sched.get("node_policy", "binpack"),

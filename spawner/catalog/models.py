@@ -140,6 +140,54 @@ class Access:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """Limits for one user or group; None = no limit."""
+
+    gpus: int | None = None
+    gpu_memory_mib: int | None = None
+    gpu_hours_per_month: float | None = None
+
+    @staticmethod
+    def _max(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else max(a, b)
+
+    def most_generous(self, other: Quota) -> Quota:
+        return Quota(
+            gpus=self._max(self.gpus, other.gpus),  # type: ignore[arg-type]
+            gpu_memory_mib=self._max(self.gpu_memory_mib, other.gpu_memory_mib),  # type: ignore[arg-type]
+            gpu_hours_per_month=self._max(self.gpu_hours_per_month, other.gpu_hours_per_month),
+        )
+
+    @property
+    def unlimited(self) -> bool:
+        return (
+            self.gpus is None and self.gpu_memory_mib is None and self.gpu_hours_per_month is None
+        )
+
+
+@dataclass(frozen=True)
+class Quotas:
+    default: Quota | None = None
+    groups: dict[str, Quota] = field(default_factory=dict, hash=False, compare=False)
+    users: dict[str, Quota] = field(default_factory=dict, hash=False, compare=False)
+
+    def for_user(self, name: str, groups: frozenset[str] | set[str]) -> tuple[Quota, str]:
+        """The quota that applies to a user and where it comes from ('user alice',
+        'group students', 'default', 'none')."""
+        if name in self.users:
+            return self.users[name], f"user {name}"
+        mine = sorted(g for g in groups if g in self.groups)
+        if mine:
+            q = self.groups[mine[0]]
+            for g in mine[1:]:
+                q = q.most_generous(self.groups[g])
+            return q, "group " + ", ".join(mine)
+        if self.default is not None:
+            return self.default, "default"
+        return Quota(), "none"
+
+
+@dataclass(frozen=True)
 class HealthSettings:
     """How the pool watches its nodes (seconds). A node is down after ``down_after``
     probes in a row that its engine or agent did not answer; probes of a down node back
@@ -170,6 +218,7 @@ class PoolSettings:
     access: Access = field(default_factory=Access)
     health: HealthSettings = field(default_factory=HealthSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    quotas: Quotas = field(default_factory=Quotas)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,16 @@ DATASET: dict[str, Any] = {
     },
 }
 
+QUOTA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "gpus": {"type": "integer", "minimum": 0, "description": "GPUs held at once"},
+        "gpu_memory": {**SIZE, "description": "GPU memory held at once (whole cards count fully)"},
+        "gpu_hours_per_month": {"type": "number", "minimum": 0},
+    },
+}
+
 _PEOPLE: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -201,6 +211,17 @@ POOL: dict[str, Any] = {
             "properties": {
                 "webhook": {"type": "string", "pattern": r"^https?://\S+(?!\n)$"},
                 "gpu_temperature": {"type": "integer", "minimum": 30, "maximum": 120},
+            },
+        },
+        "quotas": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "limits per user and per group; a user's own entry wins, else the "
+            "most generous of their groups, else default",
+            "properties": {
+                "default": QUOTA,
+                "groups": {"type": "object", "additionalProperties": QUOTA},
+                "users": {"type": "object", "additionalProperties": QUOTA},
             },
         },
         "admins": _PEOPLE,

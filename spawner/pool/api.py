@@ -265,6 +265,7 @@ class ReservationsHandler(BaseHandler):
             names = ", ".join(s.slug for s in allowed) or "none"
             what = "is required" if slug is None else f"{slug!r} is not a spec you may use"
             raise ApiError(400, f"spec {what}; allowed: {names}", allowed=[s.slug for s in allowed])
+        quota, source = self.ctx.catalog.pool.quotas.for_user(owner, who.groups)
         try:
             result = await self.ctx.run(
                 self.ctx.ledger.reserve,
@@ -274,9 +275,13 @@ class ReservationsHandler(BaseHandler):
                 server_name=server_name,
                 reservation_id=rid,
                 container=container,
+                quota=quota,
+                quota_source=source,
             )
         except LedgerError as e:
             raise ApiError(409, str(e)) from None
+        if isinstance(result, Rejection) and result.reason == "quota":
+            raise ApiError(403, result.message, reason="quota")
         if isinstance(result, Rejection):
             raise ApiError(
                 503, result.message, reason=result.reason, nodes=result.to_json()["nodes"]
@@ -377,10 +382,12 @@ class NodeDrainHandler(BaseHandler):
 
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     from .health_api import health_routes
+    from .usage_api import usage_routes
 
     api = prefix.rstrip("/") + "/api"
     return [
         *health_routes(api),
+        *usage_routes(api),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),
         (rf"{api}/?", RootHandler),
         (rf"{api}/openapi\.json", OpenApiHandler),

@@ -39,7 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from ..catalog.models import Catalog, Gpu, Node, Spec
+from ..catalog.models import Catalog, Gpu, Node, Quota, Spec
+from ..catalog.units import format_mib
+from . import accounting
 from .scheduler import Rejection, fits_now, place
 from .state import ClusterState, GpuShare, Placement, Request
 
@@ -373,6 +375,27 @@ class Ledger:
             found = self._select(conn, rid=rid)
         return found[0] if found else None
 
+    def between(
+        self, start: dt.datetime, end: dt.datetime, owner: str | None = None
+    ) -> list[Reservation]:
+        """Reservations alive at some time in [start, end) (for accounting)."""
+        with self.engine.connect() as conn:
+            return self._between(conn, start, end, owner)
+
+    def _between(
+        self, conn: Connection, start: dt.datetime, end: dt.datetime, owner: str | None
+    ) -> list[Reservation]:
+        return [
+            r
+            for r in self._select(conn, owner=owner)
+            if accounting.aware(r.created_at) < end
+            and (r.released_at is None or accounting.aware(r.released_at) >= start)
+        ]
+
+    def card_memory(self) -> dict[str, int]:
+        """GPU UUID -> its memory in MiB, for every GPU the pool knows now."""
+        return {g.uuid: g.memory_mib for n in self.nodes() for g in n.gpus}
+
     def list(self, owner: str | None = None, active_only: bool = True) -> list[Reservation]:
         with self.engine.connect() as conn:
             return self._select(conn, owner=owner, active_only=active_only)
@@ -411,19 +434,36 @@ class Ledger:
         server_name: str = "",
         reservation_id: str | None = None,
         container: str | None = None,
+        quota: Quota | None = None,
+        quota_source: str = "",
     ) -> Reservation | Rejection:
-        """Place and record a reservation atomically, or return why nothing fits."""
+        """Place and record a reservation atomically, or return why not: nothing fits
+        (reason ``capacity``) or the owner's quota would be exceeded (reason ``quota``).
+        The quota is checked in the same transaction, so concurrent requests of one user
+        cannot pass it together."""
         req = Request.from_spec(spec)
         rid = reservation_id or "r-" + secrets.token_hex(8)
         with self._write() as conn:
             if conn.execute(select(reservations.c.id).where(reservations.c.id == rid)).first():
                 raise LedgerError(f"reservation id {rid!r} is already used")
+            mine: list[Reservation] = []
+            if quota is not None and not quota.unlimited and spec.gpus:
+                mine = self._select(conn, owner=owner, active_only=True)
+                over = self._over_quota(conn, spec, owner, quota, quota_source, mine, None)
+                if over is not None:
+                    conn.info["unchanged"] = True
+                    return over
             t0 = time.perf_counter_ns()
             decision = place(self.state, req, self.node_policy, self.gpu_policy)
             self.last_decision_ns = time.perf_counter_ns() - t0
             if isinstance(decision, Rejection):
                 conn.info["unchanged"] = True
                 return decision
+            if quota is not None and quota.gpu_memory_mib is not None and spec.gpus:
+                over = self._over_quota(conn, spec, owner, quota, quota_source, mine, decision)
+                if over is not None:
+                    conn.info["unchanged"] = True
+                    return over
             port = self._free_port(conn, decision.node)
             if port is None:
                 conn.info["unchanged"] = True
@@ -483,6 +523,61 @@ class Ledger:
             released_at=None,
             release_reason=None,
         )
+
+    def _over_quota(
+        self,
+        conn: Connection,
+        spec: Spec,
+        owner: str,
+        quota: Quota,
+        source: str,
+        mine: list[Reservation],
+        decision: Placement | None,
+    ) -> Rejection | None:
+        """Why this reservation would break the owner's quota, or None."""
+        who = f"quota of {source}" if source else "quota"
+        if decision is None:
+            held = sum(len(r.gpus) for r in mine)
+            if quota.gpus is not None and held + spec.gpus > quota.gpus:
+                left = max(0, quota.gpus - held)
+                return Rejection(
+                    f"over the {who}: at most {quota.gpus} GPU(s) at a time; you hold {held}, "
+                    f"{spec.display_name} needs {spec.gpus}; {left} left",
+                    reason="quota",
+                )
+            if quota.gpu_hours_per_month is not None:
+                now = self.clock()
+                start, end = accounting.month_window(now)
+                cards = self.card_memory()
+                used = sum(
+                    (
+                        accounting.usage(r, start, end, now, cards)
+                        for r in self._between(conn, start, end, owner)
+                    ),
+                    accounting.ZERO,
+                ).gpu_hours
+                if used >= quota.gpu_hours_per_month:
+                    return Rejection(
+                        f"over the {who}: {quota.gpu_hours_per_month:g} GPU-hours per month; "
+                        f"you used {used:.2f} in {start:%Y-%m}; 0 left until "
+                        f"{end:%Y-%m-%d}",
+                        reason="quota",
+                    )
+            return None
+        if quota.gpu_memory_mib is None:
+            return None
+        held_mib = sum(g.memory_mib for r in mine for g in r.gpus)
+        need = sum(g.memory_mib for g in decision.gpus)
+        if held_mib + need > quota.gpu_memory_mib:
+            left = max(0, quota.gpu_memory_mib - held_mib)
+            return Rejection(
+                f"over the {who}: at most {format_mib(quota.gpu_memory_mib)} of GPU memory at "
+                f"a time; you hold {format_mib(held_mib) if held_mib else 'none'}, "
+                f"{spec.display_name} needs {format_mib(need)}; "
+                f"{format_mib(left) if left else 'none'} left",
+                reason="quota",
+            )
+        return None
 
     def _free_port(self, conn: Connection, node: str) -> int | None:
         """The lowest port of the node's range that no active reservation on it holds."""

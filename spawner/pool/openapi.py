@@ -423,6 +423,36 @@ def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
                     },
                 }
             },
+            "/usage": {
+                "get": {
+                    "summary": "GPU-hours and cost of a month by spec, with the quota left "
+                    "(own; observers: ?user= anyone, ?all=1 everyone)",
+                    "parameters": [
+                        {"name": "month", "in": "query", "schema": {"type": "string"}},
+                        {"name": "user", "in": "query", "schema": {"type": "string"}},
+                        {"name": "all", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json({"type": "object"}, "usage"),
+                        "400": _json(_ERR, "month is not YYYY-MM"),
+                        "404": _json(_ERR, "no such user for you"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/usage.csv": {
+                "get": {
+                    "summary": "Every user's month by spec as CSV (observers)",
+                    "parameters": [{"name": "month", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "month,user,spec,hours,gpu_hours,cost",
+                            "content": {"text/csv": {"schema": {"type": "string"}}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
             "/nodes/{name}/undrain": {
                 "post": {
                     "summary": "Place work on a node again",

@@ -284,3 +284,38 @@ def test_health_endpoints_by_role(hub: Hub, who: Callers, clean: None) -> None:
     assert (
         call(hub, "POST", f"/reservations/{rid}/started", who.admin, json=body).status_code == 204
     )
+
+
+def test_quota_through_the_api_and_usage_by_role(hub: Hub, who: Callers, clean: None) -> None:
+    lim = hub.user_token("lim", groups=("gpu-limited",))
+    first = call(hub, "POST", "/reservations", lim, json={"spec": "a100-1x"})
+    assert first.status_code == 201, first.text
+    again = call(hub, "POST", "/reservations", lim, json={"spec": "a100-40g"})
+    assert again.status_code == 403 and again.json()["reason"] == "quota"
+    assert "quota of group gpu-limited: at most 1 GPU(s) at a time" in again.json()["message"]
+    # an admin reserving for lim is held to lim's quota too
+    r = call(hub, "POST", "/reservations", who.admin, json={"spec": "a100-40g", "owner": "lim"})
+    assert r.status_code == 403 and r.json()["reason"] == "quota"
+    usage = call(hub, "GET", "/usage", lim).json()
+    assert usage["user"] == "lim" and usage["quota"]["source"] == "group gpu-limited"
+    assert usage["quota"]["gpus"] == {"limit": 1, "held": 1, "left": 0}
+    assert call(hub, "DELETE", f"/reservations/{first.json()['id']}", lim).status_code == 204
+    assert call(hub, "POST", "/reservations", lim, json={"spec": "a100-40g"}).status_code == 201
+    usage = call(hub, "GET", "/usage", lim).json()
+    assert [row["spec"] for row in usage["by_spec"]] == ["a100-1x", "a100-40g"]
+    assert usage["total"]["cost"] >= 0 and usage["quota"]["gpus"]["left"] == 0
+
+    # who sees whose usage
+    assert call(hub, "GET", "/usage?user=lim", who.a).status_code == 404
+    assert call(hub, "GET", "/usage?user=nobody-at-all", who.a).status_code == 404
+    assert call(hub, "GET", "/usage?user=lim", who.observer).json()["user"] == "lim"
+    everyone = call(hub, "GET", "/usage?all=1", who.observer).json()
+    assert "lim" in [u["user"] for u in everyone["users"]]
+    assert call(hub, "GET", "/usage?all=1", who.a).json()["user"] == "alice"  # own only
+    bad = call(hub, "GET", "/usage?month=nov", who.a)
+    assert bad.status_code == 400 and "YYYY-MM" in bad.json()["message"]
+    assert call(hub, "GET", "/usage.csv", who.a).status_code == 403
+    csv_text = call(hub, "GET", "/usage.csv", who.observer).text
+    lines = csv_text.strip().splitlines()
+    assert lines[0] == "month,user,spec,hours,gpu_hours,cost"
+    assert any(",lim,a100-40g," in line for line in lines[1:])

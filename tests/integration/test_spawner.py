@@ -47,6 +47,7 @@ def engines() -> Iterator[dict[str, Engine]]:
 @pytest.fixture(scope="module")
 def catalog(engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = write_engine_catalog(tmp_path_factory.mktemp("catalog"), engines)
+    (d / "pool.yaml").write_text(yaml.safe_dump({"quotas": {"groups": {"no-gpu": {"gpus": 0}}}}))
     nodes = yaml.safe_load((d / "nodes.yaml").read_text())["nodes"]
     assert nodes[1]["engine"].startswith("tcp://127.0.0.1:") and "tls" in nodes[1]
     return d
@@ -202,6 +203,16 @@ def test_bad_options_answer_400_listing_what_is_allowed(hub: Hub) -> None:
     r = start(hub, "carl", token, {"spec": "a100-40g", "image": "docker.io/evil:latest"})
     assert r.status_code == 400 and "allowed: lab" in r.json()["message"]
     assert pool(hub, "GET", "/reservations?owner=carl").json()["reservations"] == []
+
+
+def test_over_quota_answers_403_saying_which_quota(hub: Hub) -> None:
+    token = hub.user_token("quinn", groups=("no-gpu",))
+    r = start(hub, "quinn", token, {"spec": "a100-40g", "image": "lab"})
+    assert r.status_code == 403, r.text
+    msg = r.json()["message"]
+    assert "quota of group no-gpu: at most 0 GPU(s) at a time" in msg and "0 left" in msg
+    assert pool(hub, "GET", "/reservations?owner=quinn").json()["reservations"] == []
+    wait_stopped(hub, "quinn")
 
 
 def test_concurrent_spawns_never_oversubscribe(hub: Hub, engines: dict[str, Engine]) -> None:
