@@ -44,7 +44,7 @@ IMAGE_KEYS = "description, gpu, name, reference, slicing"
 NODE_KEYS = "address, agent, cpu, disk, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
 GPU_KEYS = "index, memory, model, uuid"
 DATASET_KEYS = "description, format, name, path, read_only"
-POOL_KEYS = "admins, alerts, database_url, health, observers, scheduler"
+POOL_KEYS = "admins, alerts, database_url, health, observers, quotas, scheduler"
 
 A10 = "specs[1] (slug 'a100-10g')"
 CPU_SMALL = "specs[0] (slug 'cpu-small')"
@@ -1352,3 +1352,37 @@ def test_bad_health_settings(cat: Path, change: Callable[[Any], Any], fragment: 
     edit(cat, "pool.yaml", ensure)
     line = the_problem(cat, fragment)
     assert line.startswith("pool.yaml")
+
+
+def test_quotas(cat: Path) -> None:
+    edit(
+        cat,
+        "pool.yaml",
+        lambda d: d.update(
+            quotas={
+                "default": {"gpus": 1},
+                "groups": {"students": {"gpu_memory": "20GiB", "gpu_hours_per_month": 50}},
+                "users": {"ada": {"gpus": 8}},
+            }
+        ),
+    )
+    q = load_catalog(cat).pool.quotas
+    assert q.default is not None and q.default.gpus == 1
+    assert q.groups["students"].gpu_memory_mib == 20 * GIB
+    assert q.groups["students"].gpu_hours_per_month == 50 and q.users["ada"].gpus == 8
+
+
+@pytest.mark.parametrize(
+    ("quotas", "fragment"),
+    [
+        (
+            {"groups": {"s": {"gpu_memory": 20}}},
+            "pool.yaml: quotas.groups.s.gpu_memory: 20 has no unit",
+        ),
+        ({"users": {"a": {"gpus": -1}}}, "quotas.users.a.gpus"),
+        ({"default": {"cpus": 2}}, "unknown key 'cpus'"),
+    ],
+)
+def test_bad_quotas(cat: Path, quotas: dict, fragment: str) -> None:
+    edit(cat, "pool.yaml", lambda d: d.update(quotas=quotas))
+    the_problem(cat, fragment)
