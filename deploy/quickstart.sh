@@ -66,23 +66,17 @@ hub=$!
 trap 'kill -TERM $hub 2>/dev/null; wait $hub 2>/dev/null' INT TERM
 # The hub's own API, then the pool service itself, then the service through the proxy
 # (asking the proxy before its route exists makes it log errors).
-hub_api="http://127.0.0.1:$((GPUPOOL_PORT + 81))/hub/health"
-for _ in $(seq 1 120); do
-    if curl -fsS -o /dev/null "$hub_api" 2>/dev/null; then break; fi
-    kill -0 $hub 2>/dev/null || die "the hub exited; see the messages above"
-    sleep 0.5
-done
-service="http://127.0.0.1:$((GPUPOOL_PORT + 2))/services/gpupool/api/openapi.json"
-for _ in $(seq 1 120); do
-    if curl -fsS -o /dev/null "$service" 2>/dev/null; then break; fi
-    kill -0 $hub 2>/dev/null || die "the hub exited; see the messages above"
-    sleep 0.5
-done
-for _ in $(seq 1 120); do
-    if curl -fsS -o /dev/null "$url/services/gpupool/api/openapi.json" 2>/dev/null; then break; fi
-    kill -0 $hub 2>/dev/null || die "the hub exited; see the messages above"
-    sleep 0.5
-done
+wait_for() {
+    for _ in $(seq 1 120); do
+        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+        kill -0 $hub 2>/dev/null || die "the hub exited; see the messages above"
+        sleep 0.5
+    done
+    die "no answer from $1 within a minute; see the messages above"
+}
+wait_for "http://127.0.0.1:$((GPUPOOL_PORT + 81))/hub/health"
+wait_for "http://127.0.0.1:$((GPUPOOL_PORT + 2))/services/gpupool/api/openapi.json"
+wait_for "$url/services/gpupool/api/openapi.json"
 
 cat >&2 <<MSG
 
@@ -92,6 +86,7 @@ cat >&2 <<MSG
 MSG
 [ -n "$admin_user" ] && echo "  admin login:  $admin_user, password  $GPUPOOL_ADMIN_PASSWORD" >&2
 cat >&2 <<MSG
+  my usage:     $url/services/gpupool/usage
   pool API:     $url/services/gpupool/api/  (OpenAPI: .../api/openapi.json)
   admin token:  $GPUPOOL_API_TOKEN
     curl -H "Authorization: token \$GPUPOOL_API_TOKEN" $url/services/gpupool/api/specs

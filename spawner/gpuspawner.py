@@ -36,39 +36,41 @@ from .pool.state import GpuShare
 from .poolclient import PoolClient, PoolError
 
 
-class CapacityError(web.HTTPError):
-    """503 with reason 'capacity': nothing fits now. JupyterHub resets ``reason`` on errors
-    raised from start(); this one keeps it, so the REST API answers '503 capacity'."""
+class PoolRefusal(web.HTTPError):
+    """A start the pool refused, with a reason the REST API keeps (JupyterHub resets
+    ``reason`` on errors raised from start(); this keeps it)."""
 
-    def __init__(self, message: str, nodes: list[dict[str, str]] | None = None):
-        super().__init__(503, log_message=message)
-        self.jupyterhub_message = message
-        self.nodes = nodes or []
-
-    @property
-    def reason(self) -> str:  # type: ignore[override]
-        return "capacity"
-
-    @reason.setter
-    def reason(self, value: str) -> None:
-        pass
-
-
-class QuotaError(web.HTTPError):
-    """403 with reason 'quota': the user's quota would be exceeded; the message says which
-    quota and how much is left."""
+    status = 500
+    why = ""
 
     def __init__(self, message: str):
-        super().__init__(403, log_message=message)
+        super().__init__(self.status, log_message=message)
         self.jupyterhub_message = message
 
     @property
     def reason(self) -> str:  # type: ignore[override]
-        return "quota"
+        return self.why
 
     @reason.setter
     def reason(self, value: str) -> None:
         pass
+
+
+class CapacityError(PoolRefusal):
+    """503 'capacity': nothing fits now; the message says why, node by node."""
+
+    status, why = 503, "capacity"
+
+    def __init__(self, message: str, nodes: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.nodes = nodes or []
+
+
+class QuotaError(PoolRefusal):
+    """403 'quota': the user's quota would be exceeded; the message says which quota and
+    how much is left."""
+
+    status, why = 403, "quota"
 
 
 _catalogs: dict[str, tuple[float, Catalog]] = {}

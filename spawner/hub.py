@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import CatalogError, config_dir, load_catalog
-from .pool.access import CUSTOM_SCOPES, pool_roles
+from .pool.access import ADMIN, CUSTOM_SCOPES, OBSERVE, USE, pool_roles
 
 PASSED_TO_SERVICE = ("GPUPOOL_DB_URL", "GPUPOOL_WATCH_NODES")
 
@@ -80,6 +80,9 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
             "name": SERVICE,
             "display": True,
             "oauth_no_confirm": True,
+            # the pool's pages log users in through the hub; their tokens carry the pool
+            # scopes the user has (so pages can tell users, observers and admins apart)
+            "oauth_client_allowed_scopes": [USE, OBSERVE, ADMIN],
             "url": f"http://127.0.0.1:{port + 2}",
             "command": [sys.executable, "-m", "gpupool.pool.service"],
             "environment": {

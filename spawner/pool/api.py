@@ -151,6 +151,7 @@ INDEX_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 <style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
 code{background:#f3f3f3;padding:0 .3em}</style></head><body>
 <h1>gpupool pool service</h1>
+<p><a href="{base}usage">My usage</a>: your GPU-hours, cost and quota this month.</p>
 <p>The GPU pool's REST API is at <a href="api/">api/</a>; its OpenAPI document at
 <a href="api/openapi.json">api/openapi.json</a>.</p>
 <p>Call it with a hub token (hub home &rarr; Token):

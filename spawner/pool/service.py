@@ -26,6 +26,7 @@ from .alerts import Alerts
 from .api import PoolContext, routes
 from .health import Monitor
 from .ledger import Ledger
+from .pages import page_routes
 from .scheduler import POLICIES
 
 
@@ -149,9 +150,10 @@ class PoolService(Application):
         for rid, why in self.ledger.orphans.items():
             self.log.warning("reservation %s kept but not placed: %s", rid, why)
         if hub_auth is None:
-            from jupyterhub.services.auth import HubAuth
+            from jupyterhub.services.auth import HubOAuth
 
-            hub_auth = HubAuth(cache_max_age=self.auth_cache_seconds)
+            # tokens in API calls, and the hub's OAuth login for the pages
+            hub_auth = HubOAuth(cache_max_age=self.auth_cache_seconds)
         ctx = PoolContext(catalog, self.ledger, hub_auth)
         self.alerts = Alerts(webhook=catalog.pool.alerts.webhook, log=self.log)
         self.monitor = Monitor(catalog, self.ledger, ctx.run, self.alerts, log=self.log)
@@ -167,8 +169,27 @@ class PoolService(Application):
             self.ledger.gpu_policy,
         )
         return web.Application(
-            routes(self.prefix), pool=ctx, prefix=self.prefix, log_function=self._log_request
+            routes(self.prefix) + page_routes(self.prefix),
+            pool=ctx,
+            prefix=self.prefix,
+            hub_auth=hub_auth,
+            cookie_secret=self._cookie_secret(),
+            log_function=self._log_request,
         )
+
+    def _cookie_secret(self) -> bytes:
+        """Signs the pages' login cookie; kept in the state folder so a restart of the
+        service does not log everyone out."""
+        path = default_state_dir() / "pool_cookie_secret"
+        try:
+            return path.read_bytes()
+        except OSError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            secret = os.urandom(32).hex().encode()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secret)
+            return secret
 
     def _log_request(self, handler: web.RequestHandler) -> None:
         status = handler.get_status()

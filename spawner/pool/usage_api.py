@@ -13,32 +13,87 @@ import io
 from typing import Any
 
 from . import accounting
-from .api import ApiError, BaseHandler
+from .access import Caller
+from .api import ApiError, BaseHandler, PoolContext
+
+
+def window(ctx: PoolContext, month: str | None) -> tuple[str, dt.datetime, dt.datetime]:
+    """The month asked for (default: this one); 400 names the form allowed."""
+    if month is None:
+        start, end = accounting.month_window(ctx.ledger.clock())
+    else:
+        try:
+            start, end = accounting.parse_month(month)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+    return f"{start:%Y-%m}", start, end
+
+
+async def usage_rows(
+    ctx: PoolContext, start: dt.datetime, end: dt.datetime, owner: str | None
+) -> dict[tuple[str, str], accounting.Usage]:
+    ledger = ctx.ledger
+
+    def compute() -> dict[tuple[str, str], accounting.Usage]:
+        return accounting.per_owner_and_spec(
+            ledger.between(start, end, owner), start, end, ledger.clock(), ledger.card_memory()
+        )
+
+    return await ctx.run(compute)
+
+
+async def user_usage(ctx: PoolContext, who: Caller, month: str | None) -> dict[str, Any]:
+    """One user's month: by spec, total, quota (limit, held or used, left)."""
+    month, start, end = window(ctx, month)
+    rows = await usage_rows(ctx, start, end, who.name)
+    total = sum((u for (o, _), u in rows.items() if o == who.name), accounting.ZERO)
+    return {
+        "month": month,
+        "user": who.name,
+        "by_spec": _by_spec(rows, who.name),
+        "total": accounting.rounded(total),
+        "quota": await quota_state(ctx, who),
+    }
+
+
+async def quota_state(ctx: PoolContext, who: Caller) -> dict[str, Any]:
+    quota, source = ctx.catalog.pool.quotas.for_user(who.name, who.groups)
+    ledger = ctx.ledger
+    active = await ctx.run(ledger.list, who.name)
+    now_rows = await usage_rows(ctx, *accounting.month_window(ledger.clock()), who.name)
+    used_hours = sum((u.gpu_hours for u in now_rows.values()), 0.0)
+    held = sum(len(r.gpus) for r in active)
+    held_mib = sum(g.memory_mib for r in active for g in r.gpus)
+
+    def left(limit: float | None, used: float) -> float | None:
+        return None if limit is None else max(0.0, limit - used)
+
+    return {
+        "source": source,
+        "gpus": {"limit": quota.gpus, "held": held, "left": left(quota.gpus, held)},
+        "gpu_memory_mib": {
+            "limit": quota.gpu_memory_mib,
+            "held": held_mib,
+            "left": left(quota.gpu_memory_mib, held_mib),
+        },
+        "gpu_hours_this_month": {
+            "limit": quota.gpu_hours_per_month,
+            "used": round(used_hours, 4),
+            "left": None
+            if quota.gpu_hours_per_month is None
+            else round(max(0.0, quota.gpu_hours_per_month - used_hours), 4),
+        },
+    }
 
 
 class _UsageHandler(BaseHandler):
     def window(self) -> tuple[str, dt.datetime, dt.datetime]:
-        month = self.get_argument("month", None)
-        if month is None:
-            start, end = accounting.month_window(self.ctx.ledger.clock())
-        else:
-            try:
-                start, end = accounting.parse_month(month)
-            except ValueError as e:
-                raise ApiError(400, str(e)) from None
-        return f"{start:%Y-%m}", start, end
+        return window(self.ctx, self.get_argument("month", None))
 
     async def rows(
         self, start: dt.datetime, end: dt.datetime, owner: str | None
     ) -> dict[tuple[str, str], accounting.Usage]:
-        ledger = self.ctx.ledger
-
-        def compute() -> dict[tuple[str, str], accounting.Usage]:
-            return accounting.per_owner_and_spec(
-                ledger.between(start, end, owner), start, end, ledger.clock(), ledger.card_memory()
-            )
-
-        return await self.ctx.run(compute)
+        return await usage_rows(self.ctx, start, end, owner)
 
 
 def _by_spec(rows: dict[tuple[str, str], accounting.Usage], user: str) -> list[dict[str, Any]]:
@@ -75,46 +130,8 @@ class UsageHandler(_UsageHandler):
         user = user or self.caller.name
         if user != self.caller.name and not (self.caller.can_observe or self.caller.is_admin):
             raise ApiError(404, f"no user {user!r}")
-        rows = await self.rows(start, end, user)
-        total = sum((u for (o, _), u in rows.items() if o == user), accounting.ZERO)
-        body: dict[str, Any] = {
-            "month": month,
-            "user": user,
-            "by_spec": _by_spec(rows, user),
-            "total": accounting.rounded(total),
-        }
-        body["quota"] = await self._quota(user, start, end)
-        self.send(body)
-
-    async def _quota(self, user: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         who = self.caller if user == self.caller.name else await self.ctx.owner(user)
-        quota, source = self.ctx.catalog.pool.quotas.for_user(user, who.groups)
-        ledger = self.ctx.ledger
-        active = await self.ctx.run(ledger.list, user)
-        now_rows = await self.rows(*accounting.month_window(ledger.clock()), user)
-        used_hours = sum((u.gpu_hours for u in now_rows.values()), 0.0)
-        held = sum(len(r.gpus) for r in active)
-        held_mib = sum(g.memory_mib for r in active for g in r.gpus)
-
-        def left(limit: float | None, used: float) -> float | None:
-            return None if limit is None else max(0.0, limit - used)
-
-        return {
-            "source": source,
-            "gpus": {"limit": quota.gpus, "held": held, "left": left(quota.gpus, held)},
-            "gpu_memory_mib": {
-                "limit": quota.gpu_memory_mib,
-                "held": held_mib,
-                "left": left(quota.gpu_memory_mib, held_mib),
-            },
-            "gpu_hours_this_month": {
-                "limit": quota.gpu_hours_per_month,
-                "used": round(used_hours, 4),
-                "left": None
-                if quota.gpu_hours_per_month is None
-                else round(max(0.0, quota.gpu_hours_per_month - used_hours), 4),
-            },
-        }
+        self.send(await user_usage(self.ctx, who, month))
 
 
 class UsageCsvHandler(_UsageHandler):
