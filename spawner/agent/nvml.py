@@ -381,7 +381,7 @@ class NvmlReader:
             util = opt(nv.nvmlDeviceGetUtilizationRates, h)
             if util is not None:
                 r.utilization_gpu, r.utilization_memory = int(util.gpu), int(util.memory)
-            mem = opt(nv.nvmlDeviceGetMemoryInfo, h)
+            mem = self._memory(h)
             if mem is not None:
                 r.memory_used_mib = int(mem.used) // MIB
                 r.memory_total_mib = int(mem.total) // MIB
@@ -395,6 +395,17 @@ class NvmlReader:
             r.processes = self._processes(h)
             out.append(r)
         return out
+
+    def _memory(self, h: Any) -> Any:
+        """Memory as nvidia-smi counts it: v2 leaves the driver's reservation out of `used`
+        (about 480 MiB on an H100, which v1 counts as used); v1 where v2 is missing."""
+        v2 = getattr(self.nvml, "nvmlMemory_v2", None)
+        if v2 is not None:
+            try:
+                return self.nvml.nvmlDeviceGetMemoryInfo(h, version=v2)
+            except Exception as e:  # an old driver without nvmlDeviceGetMemoryInfo_v2
+                log.debug("NVML memory info v2: %s; v1 instead", e)
+        return self._opt(self.nvml.nvmlDeviceGetMemoryInfo, h)
 
     def _processes(self, h: Any) -> list[ProcessReading]:
         procs: dict[int, ProcessReading] = {}

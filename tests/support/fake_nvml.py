@@ -82,7 +82,9 @@ NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18
 NVML_ERROR_IN_USE = 19
 NVML_ERROR_MEMORY = 20
 NVML_ERROR_NO_DATA = 21
+NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25
 NVML_ERROR_UNKNOWN = 999
+nvmlMemory_v2 = 0x02000028
 
 NVML_TEMPERATURE_GPU = 0
 NVML_DEVICE_MIG_DISABLE = 0
@@ -92,6 +94,7 @@ nvmlEventTypeXidCriticalError = 0x0000000000000008
 _ERROR_TEXT = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
     NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH: "Argument Version Mismatch",
     NVML_ERROR_NOT_SUPPORTED: "Not Supported",
     NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
     NVML_ERROR_ALREADY_INITIALIZED: "Already Initialized",
@@ -137,6 +140,15 @@ def _code(v: int | str) -> int:
 @dataclass
 class c_nvmlMemory_t:
     total: int
+    free: int
+    used: int
+
+
+@dataclass
+class c_nvmlMemory_v2_t:
+    version: int
+    total: int
+    reserved: int
     free: int
     used: int
 
@@ -199,6 +211,7 @@ class Gpu:
     name: str = A100
     memory_total_mib: int = 81920
     memory_used_mib: int = 0
+    memory_reserved_mib: int = 0  # the driver's own; v2 reports it apart from used
     utilization_gpu: int = 0
     utilization_memory: int = 0
     temperature_c: int = 30
@@ -408,11 +421,19 @@ def nvmlDeviceGetName(handle: Handle) -> str | bytes:
         return _s(_gpu("nvmlDeviceGetName", handle).name)
 
 
-def nvmlDeviceGetMemoryInfo(handle: Handle) -> c_nvmlMemory_t:
+def nvmlDeviceGetMemoryInfo(handle: Handle, version: int | None = None) -> c_nvmlMemory_t:
+    """v1 counts the driver's reservation as used, v2 (version=nvmlMemory_v2) apart, as a
+    real driver does (an H100 reserves about 480 MiB)."""
     with world.lock:
         g = _gpu("nvmlDeviceGetMemoryInfo", handle)
         total, used = g.memory_total_mib * MIB, g.memory_used_mib * MIB
-        return c_nvmlMemory_t(total=total, free=total - used, used=used)
+        reserved = g.memory_reserved_mib * MIB
+        if version is None:
+            return c_nvmlMemory_t(total=total, free=total - used - reserved, used=used + reserved)
+        if version != nvmlMemory_v2:
+            raise NVMLError(NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
+        return c_nvmlMemory_v2_t(version=version, total=total, reserved=reserved,
+                                 free=total - used - reserved, used=used)
 
 
 def nvmlDeviceGetMigMode(handle: Handle) -> list[int]:

@@ -187,6 +187,21 @@ def test_fields_not_supported_become_null(world: fake_nvml.World) -> None:
     assert (g0.memory_used_mib, g0.memory_total_mib, g0.utilization_gpu) == (None, None, 0)
 
 
+def test_memory_used_leaves_the_drivers_reservation_out_as_nvidia_smi_does(
+    world: fake_nvml.World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle H100 shows 0 MiB used in nvidia-smi while NVML v1 says 480 (the driver's
+    reservation): found on the device; the agent asks for v2 and falls back to v1."""
+    world.gpus[0].memory_reserved_mib = 480
+    world.gpus[0].memory_used_mib = 1000
+    r = started()
+    g0 = r.read()[0]
+    assert (g0.memory_used_mib, g0.memory_free_mib, g0.memory_total_mib) == (1000, 80440, 81920)
+    monkeypatch.delattr(fake_nvml, "nvmlMemory_v2")  # bindings older than the v2 call
+    g0 = r.read()[0]
+    assert (g0.memory_used_mib, g0.memory_free_mib) == (1480, 80440)
+
+
 @pytest.mark.parametrize(
     ("code", "words"),
     [
