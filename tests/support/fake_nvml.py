@@ -432,8 +432,9 @@ def nvmlDeviceGetMemoryInfo(handle: Handle, version: int | None = None) -> c_nvm
             return c_nvmlMemory_t(total=total, free=total - used - reserved, used=used + reserved)
         if version != nvmlMemory_v2:
             raise NVMLError(NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
-        return c_nvmlMemory_v2_t(version=version, total=total, reserved=reserved,
-                                 free=total - used - reserved, used=used)
+        return c_nvmlMemory_v2_t(
+            version=version, total=total, reserved=reserved, free=total - used - reserved, used=used
+        )
 
 
 def nvmlDeviceGetMigMode(handle: Handle) -> list[int]:
