@@ -38,6 +38,7 @@ SERVICE = "gpupool"
 AUTOMATION = "gpupool-automation"
 METRICS = "gpupool-metrics"
 SPAWNER = "gpupool-spawner"
+IDLE_CULLER = "idle-culler"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -112,6 +113,23 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
             raise SystemExit("GPUPOOL_METRICS_TOKEN must be at least 32 characters")
         services.append({"name": METRICS, "api_token": metrics_token})
         observer_services.append(METRICS)
+    culler_services = []
+    idle = catalog.pool.culling.server_idle_timeout
+    if idle:
+        # the cheap kind of idle (no activity in the lab); the pool culls idle GPUs itself
+        services.append(
+            {
+                "name": IDLE_CULLER,
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={int(idle)}",
+                    f"--cull-every={max(10, min(300, int(idle) // 10))}",
+                ],
+            }
+        )
+        culler_services.append(IDLE_CULLER)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = pool_roles(
         admin_users=access.admin_users,
@@ -121,6 +139,7 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
         observer_groups=access.observer_groups,
         admin_services=admin_services,
         spawner_services=[SPAWNER],
+        culler_services=culler_services,
         service=SERVICE,
     )
     # Groups named in pool.yaml exist from the start so admins can fill them.

@@ -21,6 +21,7 @@ from .models import (
     Agent,
     AlertSettings,
     Catalog,
+    CullingSettings,
     Dataset,
     Gpu,
     HealthSettings,
@@ -393,6 +394,13 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
             f"pool.yaml: health.probe_timeout: {health.probe_timeout} s is more than five "
             f"probe intervals ({health.probe_interval} s); a slow engine would hold the probes up"
         )
+    culling = CullingSettings(**pool_doc.get("culling", {}))
+    if culling.enabled and culling.warn_before >= culling.gpu_idle_timeout:
+        ck.problems.append(
+            f"pool.yaml: culling.warn_before: {culling.warn_before:g} s must be less than "
+            f"culling.gpu_idle_timeout ({culling.gpu_idle_timeout:g} s): the notice comes "
+            "before the stop"
+        )
     qdoc = pool_doc.get("quotas", {})
 
     def quota(where: str, q: dict[str, Any]) -> Quota:
@@ -413,6 +421,7 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
         quotas=quotas,
         health=health,
         alerts=AlertSettings(**pool_doc.get("alerts", {})),
+        culling=culling,
         node_policy=sched.get("node_policy", "binpack"),
         gpu_policy=sched.get("gpu_policy", "binpack"),
         database_url=pool_doc.get("database_url"),

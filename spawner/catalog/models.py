@@ -205,6 +205,23 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class CullingSettings:
+    """The expensive kind of idle: a server whose GPUs showed no utilization (at most
+    ``busy_percent``) for ``gpu_idle_timeout`` seconds is stopped by the pool, after a
+    notice ``warn_before`` seconds ahead. 0 turns it off. ``server_idle_timeout`` runs
+    jupyterhub-idle-culler for the cheap kind: no activity in the lab."""
+
+    gpu_idle_timeout: float = 0.0
+    server_idle_timeout: float = 0.0
+    warn_before: float = 900.0
+    busy_percent: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.gpu_idle_timeout > 0
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     webhook: str | None = None
     gpu_temperature: int = 85
@@ -218,6 +235,7 @@ class PoolSettings:
     access: Access = field(default_factory=Access)
     health: HealthSettings = field(default_factory=HealthSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    culling: CullingSettings = field(default_factory=CullingSettings)
     quotas: Quotas = field(default_factory=Quotas)
 
 

@@ -205,6 +205,17 @@ POOL: dict[str, Any] = {
                 "history": {"type": "integer", "minimum": 10, "maximum": 100000},
             },
         },
+        "culling": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "stop servers whose GPUs stay idle (seconds; 0 turns it off)",
+            "properties": {
+                "gpu_idle_timeout": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
+                "server_idle_timeout": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
+                "warn_before": SECONDS,
+                "busy_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+            },
+        },
         "alerts": {
             "type": "object",
             "additionalProperties": False,

@@ -44,6 +44,7 @@ def pool_roles(
     admin_services: Iterable[str] = (),
     spawner_services: Iterable[str] = (),
     observer_services: Iterable[str] = (),
+    culler_services: Iterable[str] = (),
     service: str = "gpupool",
 ) -> list[dict[str, Any]]:
     """Roles for ``c.JupyterHub.load_roles``: every user may use the pool; named
@@ -83,8 +84,17 @@ def pool_roles(
             # reservation made on the user's behalf may use.
             "name": "gpupool-service",
             "description": "The pool service: reads users' names, groups and roles",
-            "scopes": ["read:users:name", "read:users:groups", "read:roles:users"],
+            # servers: it stops a user's server for an admin (pool page) and when the
+            # server's GPUs stayed idle (idle.py)
+            "scopes": ["read:users:name", "read:users:groups", "read:roles:users", "servers"],
             "services": [service],
+        },
+        {
+            # jupyterhub-idle-culler: sees activity, stops idle servers, nothing else
+            "name": "gpupool-idle-culler",
+            "description": "Stops servers with no activity in the lab",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": list(culler_services),
         },
         {
             "name": "gpupool-spawner",

@@ -72,6 +72,37 @@ class PoolContext:
             groups=frozenset(model.get("groups") or ()),
         )
 
+    async def stop_server(self, user: str, server_name: str = "") -> bool:
+        """Ask the hub to stop a user's server (its spawner then frees the reservation),
+        with the service's token (hub scope ``servers``). False if the hub has no such
+        server; a refusal or a hub that does not answer is a 502 that says so."""
+        path = f"users/{url_escape(user, plus=False)}/server"
+        if server_name:
+            path += f"s/{url_escape(server_name, plus=False)}"
+        req = HTTPRequest(
+            f"{self.hub_auth.api_url}/{path}",
+            method="DELETE",
+            headers={"Authorization": f"token {self.hub_auth.api_token}"},
+            request_timeout=60,
+        )
+        try:
+            await AsyncHTTPClient().fetch(req)
+        except HTTPClientError as e:
+            if e.code == 404:
+                return False
+            detail = ""
+            if e.response is not None and e.response.body:
+                try:
+                    detail = json.loads(e.response.body).get("message", "")
+                except ValueError:
+                    pass
+            raise ApiError(
+                502, f"the hub did not stop {user}'s server: {e.code} {detail}".strip()
+            ) from None
+        except OSError as e:
+            raise ApiError(502, f"the hub did not answer: {e}") from None
+        return True
+
 
 class BaseHandler(web.RequestHandler):
     caller: Caller

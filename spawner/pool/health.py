@@ -27,6 +27,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from ..catalog.models import Catalog, Gpu, Node
 from ..engines import Engines, EngineUnreachable
 from .alerts import CRITICAL_XIDS, Alerts
+from .idle import IdleCuller
 from .ledger import Ledger, LedgerError, Reservation
 from .reconcile import Container, Reconciler
 
@@ -177,8 +178,10 @@ class Monitor:
         agent: Callable[[Node, str, float], Awaitable[dict[str, Any]]] = fetch_agent,
         clock: Callable[[], float] = time.time,
         log: logging.Logger | None = None,
+        culler: IdleCuller | None = None,
     ):
         self.catalog = catalog
+        self.culler = culler
         self.settings = catalog.pool.health
         self.ledger = ledger
         self.ledger_call = ledger_call
@@ -216,6 +219,8 @@ class Monitor:
             asyncio.ensure_future(self._probe_loop()),
             asyncio.ensure_future(self._reconcile_loop()),
         ]
+        if self.culler is not None and self.culler.settings.enabled:
+            self._tasks.append(asyncio.ensure_future(self._cull_loop()))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -344,6 +349,8 @@ class Monitor:
             self.history.add(sample, self.ledger.state.placements, node.name)
             self.history.prune(set(self.ledger.state.placements))
             self._sample_alerts(node, h, sample)
+            if self.culler is not None:
+                self.culler.observe(sample)
 
     async def _inventory(self, node: Node, h: NodeHealth, inv: dict[str, Any]) -> None:
         nvml = inv.get("nvml") or {}
@@ -465,6 +472,15 @@ class Monitor:
             )
 
     # -- reconciling ------------------------------------------------------------------
+    async def _cull_loop(self) -> None:
+        assert self.culler is not None
+        while True:
+            await asyncio.sleep(self.culler.interval)
+            try:
+                await self.culler.tick()
+            except Exception:
+                self.log.exception("GPU-idle culling pass failed")
+
     def _schedule_reconcile(self) -> None:
         self._reconcile_now.set()
 

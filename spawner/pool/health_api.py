@@ -155,10 +155,26 @@ def pool_families(ledger: Any, monitor: Any) -> list[Family]:
     return [up, sched, gpus, total, reserved, sm, holders, res, alerts]
 
 
+class NoticesHandler(BaseHandler):
+    """``GET notices[?all=1]``: what the pool tells the caller's servers (today: their GPUs
+    are idle and when the pool stops them). The lab side polls it with its server token;
+    observers may ask for every user's with ``all=1``."""
+
+    async def get(self) -> None:
+        every = self.get_argument("all", "") == "1"
+        if every and not self.caller.can_observe:
+            raise ApiError(403, "every user's notices need custom:gpupool:observe")
+        if not every and not self.caller.can_use:
+            raise ApiError(403, "notices need custom:gpupool:use")
+        owner = None if every else self.caller.name
+        self.send({"notices": await self.ctx.run(self.ctx.ledger.notices, owner)})
+
+
 def health_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
     return [
         (rf"{api}/health", HealthHandler),
         (rf"{api}/alerts", AlertsHandler),
+        (rf"{api}/notices", NoticesHandler),
         (rf"{api}/reconcile", ReconcileHandler),
         (rf"{api}/metrics", PrometheusHandler),
         (rf"{api}/nodes/({ID_RE})/history", NodeHistoryHandler),

@@ -36,11 +36,13 @@ from .tables import (
     LedgerError,
     Reservation,
     container_seen,
+    iso,
     make_engine,
     meta,
     metadata,
     node_gpus,
     node_states,
+    notices,
     reservation_gpus,
     reservations,
     utcnow,
@@ -432,6 +434,12 @@ class Ledger:
             if row is None:
                 return None
             if row.state == "active":
+                why = conn.execute(
+                    select(notices.c.stop_reason).where(notices.c.reservation_id == rid)
+                ).scalar()
+                if why:  # the pool stopped it (GPU idle): that is the reason, not the stop
+                    reason = why
+                conn.execute(delete(notices).where(notices.c.reservation_id == rid))
                 conn.execute(
                     update(reservations)
                     .where(reservations.c.id == rid)
@@ -440,6 +448,67 @@ class Ledger:
                 self.state.remove(rid)
                 self.orphans.pop(rid, None)
         return self.get(rid)
+
+    # -- notices to the lab side ------------------------------------------------------
+    def set_notice(
+        self,
+        rid: str,
+        kind: str,
+        message: str,
+        act_at: dt.datetime | None = None,
+        stop_reason: str | None = None,
+    ) -> bool:
+        """Post (or replace) the notice of an active reservation; False if it is not active."""
+        with self._write() as conn:
+            conn.info["unchanged"] = True  # notices do not change placements
+            state = conn.execute(
+                select(reservations.c.state).where(reservations.c.id == rid)
+            ).scalar()
+            if state != "active":
+                return False
+            conn.execute(delete(notices).where(notices.c.reservation_id == rid))
+            conn.execute(
+                insert(notices).values(
+                    reservation_id=rid,
+                    kind=kind,
+                    message=message,
+                    created_at=self.clock(),
+                    act_at=act_at,
+                    stop_reason=stop_reason,
+                )
+            )
+            return True
+
+    def clear_notice(self, rid: str) -> None:
+        with self._write() as conn:
+            conn.info["unchanged"] = True
+            conn.execute(delete(notices).where(notices.c.reservation_id == rid))
+
+    def notices(self, owner: str | None = None) -> list[dict[str, object]]:
+        """The notices of active reservations (of one owner), oldest first."""
+        q = (
+            select(notices, reservations.c.owner, reservations.c.server_name, reservations.c.spec)
+            .join(reservations, reservations.c.id == notices.c.reservation_id)
+            .where(reservations.c.state == "active")
+            .order_by(notices.c.created_at)
+        )
+        if owner is not None:
+            q = q.where(reservations.c.owner == owner)
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "reservation": r.reservation_id,
+                    "owner": r.owner,
+                    "server_name": r.server_name,
+                    "spec": r.spec,
+                    "kind": r.kind,
+                    "message": r.message,
+                    "created_at": iso(r.created_at),
+                    "act_at": iso(r.act_at),
+                    "stopping": r.stop_reason is not None,
+                }
+                for r in conn.execute(q)
+            ]
 
     def set_container(self, rid: str, container: str | None) -> None:
         with self._write() as conn:

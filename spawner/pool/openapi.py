@@ -16,6 +16,22 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ERR = _ref("Error")
+NOTICE: dict[str, Any] = {
+    "type": "object",
+    "required": ["reservation", "owner", "server_name", "spec", "kind", "message", "act_at"],
+    "properties": {
+        "reservation": {"type": "string"},
+        "owner": {"type": "string"},
+        "server_name": {"type": "string"},
+        "spec": {"type": "string"},
+        "kind": {"enum": ["gpu-idle"]},
+        "message": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "act_at": {"type": ["string", "null"], "format": "date-time"},
+        "stopping": {"type": "boolean"},
+    },
+}
+
 _ERRORS = {
     "401": _json(_ERR, "No token was sent"),
     "403": _json(_ERR, "The token lacks the scope this needs"),
@@ -384,6 +400,31 @@ def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
                             "description": "text/plain; version=0.0.4",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/notices": {
+                "get": {
+                    "summary": "Notices for the caller's servers (GPU idle: when the pool stops it)",
+                    "parameters": [
+                        {
+                            "name": "all",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": ["1"]},
+                            "description": "every user's (observers)",
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["notices"],
+                                "properties": {"notices": {"type": "array", "items": NOTICE}},
+                            },
+                            "notices of active reservations, oldest first",
+                        ),
                         **_ERRORS,
                     },
                 }

@@ -37,6 +37,7 @@ tfoot td{font-weight:600}
 .bar{height:.5rem;border-radius:4px;background:var(--line);margin-top:.4rem;overflow:hidden}
 .bar i{display:block;height:100%;background:var(--accent)}.bar i.full{background:var(--bad)}
 .muted{color:var(--muted)}form.month{display:inline}
+.notice{border:1px solid var(--warn);border-left-width:4px;border-radius:6px;padding:.6rem 1rem;margin:.8rem 0}
 """
 
 
@@ -110,6 +111,7 @@ class MyUsagePage(PageHandler):
         me = self.caller()
         report = await user_usage(self.ctx, me, self.get_argument("month", None))
         active = await self.ctx.run(self.ctx.ledger.list, me.name)
+        notices = await self.ctx.run(self.ctx.ledger.notices, me.name)
         q = report["quota"]
         cards = "".join(
             [
@@ -151,6 +153,7 @@ class MyUsagePage(PageHandler):
         )
         body = f"""
 <h1>My usage <span class="muted">· {escape(report["month"])}</span></h1>
+{"".join(f'<div class="notice" role="alert">{escape(n["message"])}</div>' for n in notices)}
 <form class="month" method="get"><label>Month <input type="month" name="month"
  value="{escape(report["month"])}"></label> <button>Show</button></form>
 <h2>Quota <span class="muted">({escape(q["source"])})</span></h2>

@@ -25,6 +25,7 @@ from ..catalog import CatalogError, config_dir, load_catalog
 from .alerts import Alerts
 from .api import PoolContext, routes
 from .health import Monitor
+from .idle import IdleCuller
 from .ledger import Ledger
 from .pages import page_routes
 from .scheduler import POLICIES
@@ -156,7 +157,18 @@ class PoolService(Application):
             hub_auth = HubOAuth(cache_max_age=self.auth_cache_seconds)
         ctx = PoolContext(catalog, self.ledger, hub_auth)
         self.alerts = Alerts(webhook=catalog.pool.alerts.webhook, log=self.log)
-        self.monitor = Monitor(catalog, self.ledger, ctx.run, self.alerts, log=self.log)
+        hs = catalog.pool.health
+        culler = IdleCuller(
+            catalog.pool.culling,
+            self.ledger,
+            ctx.run,
+            ctx.stop_server,
+            stale_after=max(30.0, 5 * hs.probe_interval + hs.probe_timeout),
+            log=self.log,
+        )
+        self.monitor = Monitor(
+            catalog, self.ledger, ctx.run, self.alerts, log=self.log, culler=culler
+        )
         ctx.monitor = self.monitor
         self.log.info(
             "pool: %d nodes, %d GPUs, %d specs, %d active reservations, ledger %s, policies node=%s gpu=%s",

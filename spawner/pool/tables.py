@@ -141,11 +141,6 @@ class Reservation:
         return Placement(self.node, self.gpus, self.cpu_millicores, self.memory_mib, self.disk_mib)
 
     def to_json(self) -> dict[str, object]:
-        def iso(t: dt.datetime | None) -> str | None:
-            if t is None:
-                return None
-            return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).isoformat()
-
         return {
             "id": self.id,
             "owner": self.owner,
@@ -165,6 +160,13 @@ class Reservation:
             "released_at": iso(self.released_at),
             "release_reason": self.release_reason,
         }
+
+
+def iso(t: dt.datetime | None) -> str | None:
+    """ISO 8601 with the zone (SQLite gives back naive datetimes: they are UTC)."""
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).isoformat()
 
 
 def utcnow() -> dt.datetime:
@@ -196,3 +198,23 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+# What the pool tells the lab side about one reservation, e.g. "your GPUs have been idle;
+# this server stops at ...". ``stop_reason``, set when the pool acts, becomes the
+# reservation's release reason, whoever releases it then (the spawner, the reconciler).
+notices = Table(
+    "reservation_notices",
+    metadata,
+    Column(
+        "reservation_id",
+        String(64),
+        ForeignKey("reservations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("message", String(1024), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("act_at", DateTime(timezone=True), nullable=True),
+    Column("stop_reason", String(255), nullable=True),
+)

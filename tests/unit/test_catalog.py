@@ -44,7 +44,7 @@ IMAGE_KEYS = "description, gpu, name, reference, slicing"
 NODE_KEYS = "address, agent, cpu, disk, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
 GPU_KEYS = "index, memory, model, uuid"
 DATASET_KEYS = "description, format, name, path, read_only"
-POOL_KEYS = "admins, alerts, database_url, health, observers, quotas, scheduler"
+POOL_KEYS = "admins, alerts, culling, database_url, health, observers, quotas, scheduler"
 
 A10 = "specs[1] (slug 'a100-10g')"
 CPU_SMALL = "specs[0] (slug 'cpu-small')"
@@ -1385,4 +1385,34 @@ def test_quotas(cat: Path) -> None:
 )
 def test_bad_quotas(cat: Path, quotas: dict, fragment: str) -> None:
     edit(cat, "pool.yaml", lambda d: d.update(quotas=quotas))
+    the_problem(cat, fragment)
+
+
+def test_culling(cat: Path) -> None:
+    edit(cat, "pool.yaml", lambda d: d.update(culling={}))
+    assert not load_catalog(cat).pool.culling.enabled  # off unless asked for
+    edit(
+        cat,
+        "pool.yaml",
+        lambda d: d.update(culling={"gpu_idle_timeout": 3600, "warn_before": 600}),
+    )
+    c = load_catalog(cat).pool.culling
+    assert c.enabled and (c.gpu_idle_timeout, c.warn_before, c.busy_percent) == (3600, 600, 1)
+    assert c.server_idle_timeout == 0
+
+
+@pytest.mark.parametrize(
+    ("culling", "fragment"),
+    [
+        (
+            {"gpu_idle_timeout": 600, "warn_before": 900},
+            "culling.warn_before: 900 s must be less than culling.gpu_idle_timeout (600 s)",
+        ),
+        ({"gpu_idle_timeout": -1}, "culling.gpu_idle_timeout"),
+        ({"busy_percent": 101}, "culling.busy_percent"),
+        ({"idle": 5}, "unknown key 'idle'"),
+    ],
+)
+def test_bad_culling(cat: Path, culling: dict, fragment: str) -> None:
+    edit(cat, "pool.yaml", lambda d: d.update(culling=culling))
     the_problem(cat, fragment)
