@@ -153,6 +153,8 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.Authenticator.admin_users = set(access.admin_users)
     c.Authenticator.allow_all = True
 
+    # the hub's pages with a "Pool" link in the navigation bar for pool admins and observers
+    c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
     c.JupyterHub.spawner_class = "gpupool.gpuspawner.GpuPoolSpawner"
     c.GpuPoolSpawner.catalog_dir = str(directory.resolve())
     c.GpuPoolSpawner.pool_api_url = f"http://127.0.0.1:{port + 2}/services/{SERVICE}/api"

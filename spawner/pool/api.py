@@ -112,6 +112,10 @@ class BaseHandler(web.RequestHandler):
     def ctx(self) -> PoolContext:
         return self.settings["pool"]
 
+    def check_xsrf_cookie(self) -> None:
+        """The API takes tokens in the Authorization header, never cookies: a cross-site
+        form cannot call it, so the pages' form token does not apply."""
+
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -183,6 +187,8 @@ INDEX_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 code{background:#f3f3f3;padding:0 .3em}</style></head><body>
 <h1>gpupool pool service</h1>
 <p><a href="{base}usage">My usage</a>: your GPU-hours, cost and quota this month.</p>
+<p><a href="{base}admin">Pool dashboard</a>: nodes, GPUs, reservations and alerts (pool admins
+and observers).</p>
 <p>The GPU pool's REST API is at <a href="api/">api/</a>; its OpenAPI document at
 <a href="api/openapi.json">api/openapi.json</a>.</p>
 <p>Call it with a hub token (hub home &rarr; Token):
@@ -191,7 +197,7 @@ code{background:#f3f3f3;padding:0 .3em}</style></head><body>
 
 
 class IndexHandler(BaseHandler):
-    """The service root, linked from the hub's Services menu (pages come with the pages issue)."""
+    """The service root, linked from the hub's Services menu."""
 
     auth_required = False
 

@@ -41,8 +41,12 @@ tfoot td{font-weight:600}
 """
 
 
-def page(title: str, me: str, body: str, *, base: str, active: str, admin: bool) -> str:
+def page(
+    title: str, me: str, body: str, *, base: str, active: str, admin: bool, observe: bool = False
+) -> str:
     links = [("usage", "My usage")]
+    if observe or admin:
+        links.append(("admin", "Pool"))
     nav = "".join(
         f'<a href="{base}{href}" class="{"on" if href == active else ""}">{escape(text)}</a>'
         for href, text in links
@@ -177,6 +181,7 @@ class MyUsagePage(PageHandler):
                 base=self.settings["prefix"],
                 active="usage",
                 admin=me.is_admin,
+                observe=me.can_observe,
             )
         )
 

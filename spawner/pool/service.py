@@ -22,6 +22,7 @@ from traitlets.config import Application
 
 from .. import __version__
 from ..catalog import CatalogError, config_dir, load_catalog
+from .admin_pages import admin_routes
 from .alerts import Alerts
 from .api import PoolContext, routes
 from .health import Monitor
@@ -181,11 +182,12 @@ class PoolService(Application):
             self.ledger.gpu_policy,
         )
         return web.Application(
-            routes(self.prefix) + page_routes(self.prefix),
+            routes(self.prefix) + page_routes(self.prefix) + admin_routes(self.prefix),
             pool=ctx,
             prefix=self.prefix,
             hub_auth=hub_auth,
             cookie_secret=self._cookie_secret(),
+            xsrf_cookies=True,  # the pages' forms; the API's handlers take tokens only
             log_function=self._log_request,
         )
 

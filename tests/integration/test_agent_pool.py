@@ -13,39 +13,23 @@ real PIDs of a real container, so the agent's cgroup and label lookup are real.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
-from tests.support import fake_nvml
+from tests.support.agent import SCRIPT, AgentProcess, write_world
 from tests.support.docker import Engine, ensure_docker_installed, import_sleep_image
 from tests.support.hub import Hub
-from tests.support.ports import free_base_port
 from tests.support.servers import pool
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).parent / "gpupool-agent"
 IMAGE = "gpupool-test/sleep:latest"
 DECLARED = [f"GPU-d0000000-0000-4000-8000-00000000000{i}" for i in range(2)]
 REPORTED = [DECLARED[0], "GPU-e0000000-0000-4000-8000-000000000001"]
-
-
-def write_world(path: Path, world: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(world))
-    os.replace(tmp, path)
 
 
 def world_doc(processes: dict[str, list[dict[str, Any]]] | None = None, **gpu1: Any) -> dict:
@@ -65,48 +49,6 @@ def world_doc(processes: dict[str, list[dict[str, Any]]] | None = None, **gpu1: 
             g.update(gpu1)
         gpus.append(g)
     return {"driver_version": "580.1", "cuda_version": 13000, "gpus": gpus}
-
-
-class AgentProcess:
-    def __init__(self, tmp: Path, engine: Engine):
-        self.tmp, self.engine = tmp, engine
-        self.port = free_base_port((0,))
-        self.world = tmp / "world.json"
-        self.token = tmp / "agent-token"
-        self.token.write_text("a" * 48)
-        self.token.chmod(0o600)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env[fake_nvml.ENV] = str(self.world)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [
-                str(SCRIPT),
-                f"--port={self.port}",
-                f"--token-file={self.token}",
-                "--AgentApp.nvml_module=tests.support.fake_nvml",
-                f"--docker-url={self.engine.unix_url}",
-                "--interval=0.5",
-                "--node-name=node-a",
-            ],
-            env=env,
-            stdout=(self.tmp / "agent.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def get(self, path: str) -> requests.Response:
-        return requests.get(
-            f"http://127.0.0.1:{self.port}{path}",
-            headers={"Authorization": f"token {self.token.read_text()}"},
-            timeout=5,
-        )
 
 
 @pytest.fixture(scope="module")

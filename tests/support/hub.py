@@ -32,6 +32,9 @@ c.JupyterHub.load_roles.append(
 """
 
 
+ADMIN_PASSWORD = "test-admin-password-of-at-least-32-chars"
+
+
 class Hub:
     def __init__(
         self,
@@ -68,6 +71,7 @@ class Hub:
             GPUPOOL_API_TOKEN=self.automation_token,
             GPUPOOL_METRICS_TOKEN=self.metrics_token,
             GPUPOOL_USER_PASSWORD="test-user-password",
+            GPUPOOL_ADMIN_PASSWORD=ADMIN_PASSWORD,  # for the users in pool.yaml's admins
         )
         if self.db_url:
             env["GPUPOOL_DB_URL"] = self.db_url
