@@ -294,7 +294,9 @@ class AdminPage(PageHandler):
 
 
 class _AdminAction(PageHandler):
-    """A POST from the dashboard's forms: pool admins only, with Tornado's form token."""
+    """A POST from the dashboard's forms: pool admins only. HubOAuth takes the login
+    cookie on a POST only with the page's form token (``_xsrf``, JupyterHub's xsrf), so a
+    cross-site form gets 403; a token in the Authorization header needs none."""
 
     def need_admin(self) -> Any:
         me = self.caller()

@@ -112,10 +112,6 @@ class BaseHandler(web.RequestHandler):
     def ctx(self) -> PoolContext:
         return self.settings["pool"]
 
-    def check_xsrf_cookie(self) -> None:
-        """The API takes tokens in the Authorization header, never cookies: a cross-site
-        form cannot call it, so the pages' form token does not apply."""
-
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")

@@ -187,7 +187,6 @@ class PoolService(Application):
             prefix=self.prefix,
             hub_auth=hub_auth,
             cookie_secret=self._cookie_secret(),
-            xsrf_cookies=True,  # the pages' forms; the API's handlers take tokens only
             log_function=self._log_request,
         )
 

@@ -1,0 +1,181 @@
+"""Every endpoint of the pool API and every page of the pool service, against every kind
+of caller, through a real JupyterHub and configurable-http-proxy: one table of intended
+status codes. The table must name every path of the OpenAPI document and every page
+route, so a new endpoint cannot ship without its row.
+
+Callers: a pool admin (group gpupool-admins), user A (alice), user B (bob), an observer
+(group gpupool-observers), the metrics service (GPUPOOL_METRICS_TOKEN), a token with
+exactly the scopes the hub gives alice's server (``server_token_scopes``; the real one is
+read from a running server in test_dashboard_and_culling.py), a token without any pool
+scope, and no token. Another user's object answers 404 exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from gpupool.pool.admin_pages import admin_routes
+from gpupool.pool.openapi import openapi_document
+from gpupool.pool.pages import page_routes
+from tests.support.hub import Hub
+
+pytestmark = pytest.mark.hub
+
+COLS = ("admin", "a", "b", "observer", "metrics", "server", "noscope", "none")
+SERVER_SCOPES = ["users:activity!user", "access:servers!server=alice/", "custom:gpupool:use"]
+
+
+def row(*codes: int) -> dict[str, int]:
+    assert len(codes) == len(COLS)
+    return dict(zip(COLS, codes, strict=True))
+
+
+# status codes, in the order of COLS
+ALL_200 = row(200, 200, 200, 200, 200, 200, 200, 200)
+READ = row(200, 200, 200, 200, 200, 200, 403, 401)  # anyone of the pool
+OWN_A = row(200, 200, 404, 200, 200, 200, 403, 401)  # alice's object: B gets 404
+OBSERVE = row(200, 403, 403, 200, 200, 403, 403, 401)
+ADMIN = row(200, 403, 403, 403, 403, 403, 403, 401)
+
+# (method, path template, body) -> codes; {a} is a reservation of alice's, {b} a fresh one
+# of bob's for each caller (so a DELETE or release by one caller leaves the next one's)
+API: list[tuple[str, str, Any, dict[str, int]]] = [
+    ("GET", "/", None, READ),
+    ("GET", "/openapi.json", None, ALL_200),
+    ("GET", "/specs", None, READ),
+    ("GET", "/specs/a100-40g", None, READ),
+    ("GET", "/reservations", None, READ),
+    ("POST", "/reservations", {"spec": "cpu-1"}, row(201, 201, 201, 201, 403, 201, 403, 401)),
+    ("GET", "/reservations/{a}", None, OWN_A),
+    ("DELETE", "/reservations/{b}", None, row(204, 404, 204, 403, 403, 404, 403, 401)),
+    ("GET", "/reservations/{a}/metrics", None, OWN_A),
+    (
+        "POST",
+        "/reservations/{a}/started",
+        {"container_id": "ab" * 32},
+        row(204, 403, 404, 403, 403, 403, 403, 401),
+    ),
+    ("GET", "/nodes", None, READ),
+    ("GET", "/nodes/node-a", None, READ),
+    ("POST", "/nodes/node-b/drain", None, ADMIN),
+    ("POST", "/nodes/node-b/undrain", None, ADMIN),
+    ("GET", "/nodes/node-a/history", None, OBSERVE),
+    ("GET", "/health", None, OBSERVE),
+    ("GET", "/alerts", None, OBSERVE),
+    ("POST", "/reconcile", None, ADMIN),
+    ("GET", "/metrics", None, OBSERVE),
+    ("GET", "/notices", None, row(200, 200, 200, 200, 403, 200, 403, 401)),
+    ("GET", "/notices?all=1", None, OBSERVE),
+    ("GET", "/usage", None, READ),
+    ("GET", "/usage?user=alice", None, OWN_A),
+    ("GET", "/usage?all=1", None, READ),  # users see their own; observers everyone's
+    ("GET", "/usage.csv", None, OBSERVE),
+]
+
+# pages log in through the hub: a browser without a login is sent to it (302); a token
+# in the Authorization header is taken as well, if it may access the service at all
+LOGIN = 302
+PAGES: list[tuple[str, str, dict[str, int]]] = [
+    ("GET", "", row(200, 200, 200, 200, 200, 200, 200, 200)),  # the service's index
+    # pages are for people: services' and servers' tokens may not access the service
+    ("GET", "usage", row(200, 200, 200, 200, 403, 403, 403, LOGIN)),
+    ("GET", "admin", row(200, 403, 403, 200, 403, 403, 403, LOGIN)),
+    ("POST", "admin/nodes/node-b/drain", row(302, 403, 403, 403, 403, 403, 403, 403)),
+    ("POST", "admin/nodes/node-b/undrain", row(302, 403, 403, 403, 403, 403, 403, 403)),
+    ("POST", "admin/reservations/{b}/release", row(302, 403, 403, 403, 403, 403, 403, 403)),
+    ("POST", "admin/servers/bob", row(302, 403, 403, 403, 403, 403, 403, 403)),
+]
+
+
+@pytest.fixture(scope="module")
+def tokens(hub: Hub) -> dict[str, str | None]:
+    return {
+        "admin": hub.user_token("ada", groups=("gpupool-admins",)),
+        "a": hub.user_token("alice"),
+        "b": hub.user_token("bob"),
+        "observer": hub.user_token("otto", groups=("gpupool-observers",)),
+        "metrics": hub.metrics_token,
+        "server": hub.user_token("alice", scopes=SERVER_SCOPES),
+        "noscope": hub.user_token("carol", scopes=["read:users:name!user"]),
+        "none": None,
+    }
+
+
+def send(hub: Hub, method: str, url: str, token: str | None, body: Any = None) -> int:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    r = requests.request(
+        method,
+        url,
+        headers=headers,
+        json=body,
+        timeout=30,
+        allow_redirects=False,
+        data=None if body is not None or method == "GET" else b"",
+    )
+    return r.status_code
+
+
+def test_every_route_has_a_row() -> None:
+    documented = set(openapi_document("/services/gpupool/")["paths"])
+    in_table = {
+        re.sub(r"\?.*", "", p).replace("{a}", "{id}").replace("{b}", "{id}") for _, p, _, _ in API
+    }
+    in_table = {re.sub(r"/nodes/node-[ab]", "/nodes/{name}", p) for p in in_table}
+    in_table = {p.replace("/specs/a100-40g", "/specs/{slug}") for p in in_table}
+    assert documented == in_table, documented ^ in_table
+    page_paths = {p for p, _ in page_routes("/s/") + admin_routes("/s/")} - {"/s/oauth_callback"}
+    tested = set()
+    for _, path, _ in PAGES:
+        for pattern in page_paths:
+            if re.fullmatch(pattern, "/s/" + path.replace("{b}", "r-x")):
+                tested.add(pattern)
+    assert tested == page_paths, page_paths - tested
+
+
+def test_the_matrix(hub: Hub, tokens: dict[str, str | None]) -> None:
+    def reserve(token: str | None, spec: str = "a100-40g") -> str:
+        r = requests.post(
+            f"{hub.pool}/reservations",
+            headers={"Authorization": f"token {token}"},
+            json={"spec": spec},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    made: list[str] = []
+    fresh_b: Callable[[], str] = lambda: made.append(reserve(tokens["b"], "cpu-1")) or made[-1]  # noqa: E731
+    a_res = reserve(tokens["a"])
+    made.append(a_res)
+    wrong: list[str] = []
+    try:
+        for method, path, body, want in API:
+            for who in COLS:
+                p = path.replace("{a}", a_res)
+                if "{b}" in p:
+                    p = p.replace("{b}", fresh_b())
+                got = send(hub, method, f"{hub.pool}{p}", tokens[who], body)
+                if got != want[who]:
+                    wrong.append(f"{method} api{p} as {who}: {got}, intended {want[who]}")
+                if method == "POST" and path == "/reservations" and got == 201:
+                    pass  # freed below with everything else
+        base = f"{hub.url}/services/gpupool/"
+        for method, path, want in PAGES:
+            for who in COLS:
+                p = path.replace("{b}", fresh_b()) if "{b}" in path else path
+                got = send(hub, method, base + p, tokens[who])
+                if got != want[who]:
+                    wrong.append(f"{method} {p or '(index)'} as {who}: {got}, intended {want[who]}")
+    finally:
+        admin = {"Authorization": f"token {tokens['admin']}"}
+        for r in requests.get(f"{hub.pool}/reservations", headers=admin, timeout=30).json()[
+            "reservations"
+        ]:
+            requests.delete(f"{hub.pool}/reservations/{r['id']}", headers=admin, timeout=30)
+        requests.post(f"{hub.pool}/nodes/node-b/undrain", headers=admin, timeout=30)
+    assert not wrong, "\n".join(wrong)
