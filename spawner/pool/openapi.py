@@ -483,11 +483,15 @@ def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
             },
             "/usage.csv": {
                 "get": {
-                    "summary": "Every user's month by spec as CSV (observers)",
-                    "parameters": [{"name": "month", "in": "query", "schema": {"type": "string"}}],
+                    "summary": "Every user's month by spec, or every group's, as CSV (observers)",
+                    "parameters": [
+                        {"name": "month", "in": "query", "schema": {"type": "string"}},
+                        {"name": "by", "in": "query", "schema": {"enum": ["user", "group"]}},
+                    ],
                     "responses": {
                         "200": {
-                            "description": "month,user,spec,hours,gpu_hours,cost",
+                            "description": "month,user,spec,hours,gpu_hours,cost or "
+                            "month,group,users,hours,gpu_hours,cost",
                             "content": {"text/csv": {"schema": {"type": "string"}}},
                         },
                         **_ERRORS,

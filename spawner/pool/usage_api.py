@@ -7,6 +7,7 @@ answers 404, as for a user that does not exist.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -86,6 +87,35 @@ async def quota_state(ctx: PoolContext, who: Caller) -> dict[str, Any]:
     }
 
 
+async def groups_of(ctx: PoolContext, names: list[str]) -> dict[str, frozenset[str]]:
+    """Each user's hub groups now (a user the hub no longer has: none)."""
+    sem = asyncio.Semaphore(8)
+
+    async def one(name: str) -> tuple[str, frozenset[str]]:
+        async with sem:
+            try:
+                return name, (await ctx.owner(name)).groups
+            except ApiError:
+                return name, frozenset()
+
+    return dict(await asyncio.gather(*(one(n) for n in names)))
+
+
+def by_group(
+    users: dict[str, accounting.Usage], groups: dict[str, frozenset[str]]
+) -> list[dict[str, Any]]:
+    """Totals per hub group: a user in two groups counts in both, one in none in no row."""
+    out: dict[str, tuple[list[str], accounting.Usage]] = {}
+    for name, u in sorted(users.items()):
+        for g in sorted(groups.get(name, ())):
+            members, total = out.get(g, ([], accounting.ZERO))
+            out[g] = ([*members, name], total + u)
+    return [
+        {"group": g, "users": members, **accounting.rounded(total)}
+        for g, (members, total) in sorted(out.items())
+    ]
+
+
 class _UsageHandler(BaseHandler):
     def window(self) -> tuple[str, dt.datetime, dt.datetime]:
         return window(self.ctx, self.get_argument("month", None))
@@ -113,9 +143,8 @@ class UsageHandler(_UsageHandler):
         user = self.get_argument("user", None)
         if user is None and self.caller.can_observe and self.get_argument("all", "") == "1":
             rows = await self.rows(start, end, None)
-            users: dict[str, accounting.Usage] = {}
-            for (owner, _spec), u in rows.items():
-                users[owner] = users.get(owner, accounting.ZERO) + u
+            users = _per_user(rows)
+            groups = await groups_of(self.ctx, sorted(users))
             self.send(
                 {
                     "month": month,
@@ -123,6 +152,7 @@ class UsageHandler(_UsageHandler):
                         {"user": name, **accounting.rounded(u), "by_spec": _by_spec(rows, name)}
                         for name, u in sorted(users.items())
                     ],
+                    "groups": by_group(users, groups),
                     "total": accounting.rounded(sum(users.values(), accounting.ZERO)),
                 }
             )
@@ -134,22 +164,44 @@ class UsageHandler(_UsageHandler):
         self.send(await user_usage(self.ctx, who, month))
 
 
+def _per_user(rows: dict[tuple[str, str], accounting.Usage]) -> dict[str, accounting.Usage]:
+    users: dict[str, accounting.Usage] = {}
+    for (owner, _spec), u in rows.items():
+        users[owner] = users.get(owner, accounting.ZERO) + u
+    return users
+
+
 class UsageCsvHandler(_UsageHandler):
-    """``GET usage.csv[?month=YYYY-MM]``: every user's month by spec (observers)."""
+    """``GET usage.csv[?month=YYYY-MM][&by=group]``: every user's month by spec, or every
+    group's month (observers)."""
 
     async def get(self) -> None:
         if not self.caller.can_observe:
             raise ApiError(403, "the usage export needs custom:gpupool:observe")
         month, start, end = self.window()
         rows = await self.rows(start, end, None)
+        by = self.get_argument("by", "user")
+        if by not in ("user", "group"):
+            raise ApiError(400, f"by: {by!r} is not allowed; use user or group")
         out = io.StringIO()
         w = csv.writer(out)
-        w.writerow(["month", "user", "spec", "hours", "gpu_hours", "cost"])
-        for (owner, spec), u in sorted(rows.items()):
-            r = accounting.rounded(u)
-            w.writerow([month, owner, spec, r["hours"], r["gpu_hours"], r["cost"]])
+        if by == "group":
+            users = _per_user(rows)
+            w.writerow(["month", "group", "users", "hours", "gpu_hours", "cost"])
+            for g in by_group(users, await groups_of(self.ctx, sorted(users))):
+                w.writerow(
+                    [month, g["group"], " ".join(g["users"]), g["hours"], g["gpu_hours"], g["cost"]]
+                )
+        else:
+            w.writerow(["month", "user", "spec", "hours", "gpu_hours", "cost"])
+            for (owner, spec), u in sorted(rows.items()):
+                r = accounting.rounded(u)
+                w.writerow([month, owner, spec, r["hours"], r["gpu_hours"], r["cost"]])
         self.set_header("Content-Type", "text/csv; charset=utf-8")
-        self.set_header("Content-Disposition", f'attachment; filename="gpupool-usage-{month}.csv"')
+        self.set_header(
+            "Content-Disposition",
+            f'attachment; filename="gpupool-usage-{month}{"-groups" if by == "group" else ""}.csv"',
+        )
         self.finish(out.getvalue())
 
 

@@ -311,6 +311,10 @@ def test_quota_through_the_api_and_usage_by_role(hub: Hub, who: Callers, clean: 
     assert call(hub, "GET", "/usage?user=lim", who.observer).json()["user"] == "lim"
     everyone = call(hub, "GET", "/usage?all=1", who.observer).json()
     assert "lim" in [u["user"] for u in everyone["users"]]
+    (limited,) = [g for g in everyone["groups"] if g["group"] == "gpu-limited"]
+    lim_total = next(u for u in everyone["users"] if u["user"] == "lim")
+    assert limited["users"] == ["lim"]
+    assert (limited["gpu_hours"], limited["cost"]) == (lim_total["gpu_hours"], lim_total["cost"])
     assert call(hub, "GET", "/usage?all=1", who.a).json()["user"] == "alice"  # own only
     bad = call(hub, "GET", "/usage?month=nov", who.a)
     assert bad.status_code == 400 and "YYYY-MM" in bad.json()["message"]
@@ -319,3 +323,8 @@ def test_quota_through_the_api_and_usage_by_role(hub: Hub, who: Callers, clean: 
     lines = csv_text.strip().splitlines()
     assert lines[0] == "month,user,spec,hours,gpu_hours,cost"
     assert any(",lim,a100-40g," in line for line in lines[1:])
+    groups_csv = call(hub, "GET", "/usage.csv?by=group", who.observer).text.strip().splitlines()
+    assert groups_csv[0] == "month,group,users,hours,gpu_hours,cost"
+    assert any(",gpu-limited,lim," in line for line in groups_csv[1:]), groups_csv
+    bad = call(hub, "GET", "/usage.csv?by=team", who.observer)
+    assert bad.status_code == 400 and "use user or group" in bad.json()["message"]
