@@ -243,3 +243,64 @@ def test_cpu_per_sample(agent: Agent, figures: dict) -> None:
     print(f"\nagent sample cost on real NVML: {fig}")
     # at the 1 s interval a sample must stay a small share of one core
     assert a < 0.1, fig
+
+
+BUSY_CHILD = f"""
+import sys, time, torch
+x = torch.empty({ALLOC_MIB} * 2**20, dtype=torch.uint8, device="cuda")
+a = torch.randn(4096, 4096, device="cuda")
+torch.cuda.synchronize()
+print("ready", flush=True)
+for line in sys.stdin:
+    end = time.monotonic() + float(line)
+    while time.monotonic() < end:
+        for _ in range(20):
+            a = (a @ a).clamp_(-1, 1)
+        torch.cuda.synchronize()
+    print("done", flush=True)
+"""
+
+
+def test_utilization_tells_held_but_idle_from_busy(agent: Agent, figures: dict) -> None:
+    """What GPU-idle culling reads: a process that holds GPU memory and computes nothing
+    reads (about) 0 % on the agent's samples; the same process multiplying matrices reads
+    busy. NVML's utilization is per card: the test needs the card to itself."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed")
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUSY_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+
+    def util_over(seconds: float) -> list[int]:
+        out, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            for g in agent.take_sample().gpus:
+                if any(p.pid == child.pid for p in g.processes) and g.utilization_gpu is not None:
+                    out.append(g.utilization_gpu)
+            time.sleep(0.5)
+        return out
+
+    try:
+        _wait_ready(child, 180)
+        time.sleep(2)  # let the card's utilization window pass the start-up kernels
+        idle = util_over(4)
+        child.stdin.write("6\n")
+        child.stdin.flush()
+        time.sleep(1.5)
+        busy = util_over(4)
+        child.stdout.readline()
+        figures["utilization_idle_vs_busy"] = {"held_idle": idle, "busy": busy}
+        print(f"\nutilization while holding {ALLOC_MIB} MiB idle: {idle}; multiplying: {busy}")
+        assert idle and max(idle) <= 1, idle
+        assert busy and statistics.median(busy) >= 50, busy
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
