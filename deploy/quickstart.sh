@@ -87,6 +87,7 @@ MSG
 [ -n "$admin_user" ] && echo "  admin login:  $admin_user, password  $GPUPOOL_ADMIN_PASSWORD" >&2
 cat >&2 <<MSG
   my usage:     $url/services/gpupool/usage
+  pool:         $url/services/gpupool/admin  (the "Pool" link, for the admin)
   pool API:     $url/services/gpupool/api/  (OpenAPI: .../api/openapi.json)
   admin token:  $GPUPOOL_API_TOKEN
     curl -H "Authorization: token \$GPUPOOL_API_TOKEN" $url/services/gpupool/api/specs
