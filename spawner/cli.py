@@ -1,7 +1,7 @@
 """The ``gpupool`` command.
 
-Hub-side subcommands live here (``plan``, ``check-config``); the lab-side ones
-(``status``, ``specs``, ``usage``, ``train …``) join them with the lab extension.
+Hub-side subcommands live here (``plan``, ``check-config``, ``local-catalog``); the
+lab-side ones (``status``, ``specs``, ``usage``) in ``gpupool.lab.cli``.
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--real-hami", action="store_true", help="libvgpu.so is HAMi-core, not the stand-in"
     )
     local.set_defaults(func=cmd_local_catalog)
+
+    from .lab.cli import add_commands  # status, specs, usage (inside a user's server)
+
+    add_commands(sub)
     return p
 
 

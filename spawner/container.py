@@ -140,6 +140,7 @@ def build_container(
     port: int,  # the reservation's port on the node (host network: the server listens there)
     command: list[str],
     cache_root: str | None = None,
+    pool_url: str = "",  # the pool API as the server reaches it (GPUPOOL_API_URL)
 ) -> ContainerPlan:
     """The container for one server: pure, deterministic, and the only place that decides it."""
     bad = sorted(k for k in hub_env if PROTECTED_ENV.match(k))
@@ -162,6 +163,8 @@ def build_container(
             "HOME": HOME,
         }
     )
+    if pool_url:
+        env["GPUPOOL_API_URL"] = pool_url
     env.update(hami_environment(spec, gpus))
 
     vgpu_host = posixpath.dirname(node.hami_core)

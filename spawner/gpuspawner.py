@@ -98,6 +98,13 @@ class GpuPoolSpawner(DockerSpawner):
         http://127.0.0.1:8002/services/gpupool/api. Set by gpupool.hub.configure.""",
     ).tag(config=True)
 
+    server_pool_api_url = Unicode(
+        "",
+        help="""URL of the pool service's API as users' servers reach it (through the
+        proxy), given to each server as GPUPOOL_API_URL for its lab extension, CLI and
+        widgets. Set by gpupool.hub.configure from GPUPOOL_PUBLIC_URL.""",
+    ).tag(config=True)
+
     pool_api_token = Unicode(
         help="""Hub token of the service gpupool-spawner, which reserves on behalf of users.
         Set by gpupool.hub.configure; never shown to users.""",
@@ -298,6 +305,7 @@ class GpuPoolSpawner(DockerSpawner):
                 port=self.reserved_port,
                 command=await self.get_command(),
                 cache_root=self.hami_cache_root or None,
+                pool_url=self.server_pool_api_url,
             )
             self._event(50, f"creating the container on {node.name} from {image.name}")
             await self._create(plan)

@@ -10,6 +10,9 @@ are not catalog (ports, the state folder, secrets) come from the environment:
 - ``GPUPOOL_HUB_IP``: where the hub API listens (default 127.0.0.1); nodes on other hosts
   need an address they reach, and ``GPUPOOL_HUB_CONNECT_URL`` (e.g.
   ``http://10.0.0.5:8081``), the hub API's URL as their containers reach it
+- ``GPUPOOL_PUBLIC_URL``: the hub's public URL as users' servers reach it (default
+  ``http://GPUPOOL_IP:GPUPOOL_PORT``); servers get ``<it>/services/gpupool/api`` as
+  ``GPUPOOL_API_URL``
 - ``GPUPOOL_DB_URL``: the pool ledger's SQLAlchemy URL (default SQLite in the state folder)
 - ``GPUPOOL_WATCH_NODES``: ``0`` turns the pool's node probes, reconciler and alerts off
   (for catalogs whose nodes do not exist, as in API tests); default on
@@ -159,6 +162,9 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.GpuPoolSpawner.catalog_dir = str(directory.resolve())
     c.GpuPoolSpawner.pool_api_url = f"http://127.0.0.1:{port + 2}/services/{SERVICE}/api"
     c.GpuPoolSpawner.pool_api_token = spawner_token
+    # servers reach the pool through the proxy (the service itself listens on loopback)
+    public = os.environ.get("GPUPOOL_PUBLIC_URL") or f"http://{ip}:{port}"
+    c.GpuPoolSpawner.server_pool_api_url = f"{public.rstrip('/')}/services/{SERVICE}/api"
     c.Spawner.default_url = "/lab"
     # Servers outlive a hub restart (they keep their reservations; the hub finds them again).
     c.JupyterHub.cleanup_servers = False
