@@ -88,9 +88,17 @@ if [ -z "${JUPYTERHUB_VERSION:-}" ]; then
 fi
 [ -n "${JUPYTERHUB_VERSION:-}" ] || die "cannot tell the hub's JupyterHub version (no jupyterhub in ${GPUPOOL_VENV:-$ROOT/.venv}); set JUPYTERHUB_VERSION"
 
+# The JupyterLab extension, prebuilt (TypeScript + webpack) into labextension/gpupool_lab/
+# before its files are hashed and copied; a no-op when nothing changed.
+if [ "$IMAGE" = singleuser ]; then
+    JUPYTERLAB_SPEC="$JUPYTERLAB_SPEC" bash "$ROOT/labextension/build.sh" "${PY:-python3}" \
+        || die "building the JupyterLab extension failed"
+fi
+
 # The gpupool sources that go into the image (what `pip install /src` needs).
 src_files() {
-    (cd "$ROOT" && find pyproject.toml README.md spawner -type f \
+    (cd "$ROOT" && find pyproject.toml README.md spawner labextension/gpupool_lab \
+        labextension/jupyter-config -type f \
         ! -name '*.pyc' ! -name '*.pyo' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z)
 }
 
@@ -238,7 +246,9 @@ cp "$IMAGE_DIR"/* "$CTX/"
 mkdir "$CTX/src"
 (cd "$ROOT" && src_files | xargs -0 cp --parents -t "$CTX/src")
 # gpupool's runtime dependencies, for the image's cached dependency layer
-"${PY:-python3}" - "$ROOT/pyproject.toml" >"$CTX/requirements.txt" <<'PYEOF' \
+# (the single-user image also gets the `lab` extra: jupyter-server, nvidia-ml-py)
+extras=""; [ "$IMAGE" = singleuser ] && extras=lab
+"${PY:-python3}" - "$ROOT/pyproject.toml" "$extras" >"$CTX/requirements.txt" <<'PYEOF' \
     || die "cannot read the dependencies from pyproject.toml (needs Python >= 3.11 or tomli)"
 import sys
 try:
@@ -246,7 +256,11 @@ try:
 except ImportError:
     import tomli as tomllib
 with open(sys.argv[1], "rb") as f:
-    print("\n".join(tomllib.load(f)["project"].get("dependencies", [])))
+    project = tomllib.load(f)["project"]
+deps = list(project.get("dependencies", []))
+for extra in filter(None, sys.argv[2].split(",")):
+    deps += project.get("optional-dependencies", {}).get(extra, [])
+print("\n".join(deps))
 PYEOF
 if [ -f "$CA" ]; then cp "$CA" "$CTX/build-ca.crt"; else : >"$CTX/build-ca.crt"; fi
 
