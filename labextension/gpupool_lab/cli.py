@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
 from typing import Any, TextIO
 
 from .client import PoolApi, PoolApiError
@@ -43,9 +45,12 @@ def _mib(v: Any) -> str:
 
 
 def status(args: argparse.Namespace, out: TextIO) -> int:
+    logging.getLogger("gpupool").setLevel(logging.ERROR)  # NVML's state is in the output
     sl = Slice.from_env()
     local = LocalMetrics(slice=sl)
     try:
+        local.sample()
+        time.sleep(0.5)  # a CPU rate needs two readings
         sample = local.sample()
     finally:
         local.close()
@@ -88,17 +93,23 @@ def status(args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     if sl.gpus:
-        rows = [
-            [
-                g["index"],
-                g.get("model") or "-",
-                "whole card" if g["whole"] else _mib(g["memory_limit_mib"]),
-                f"{g['sm_percent']} %" if g["sm_percent"] else "-",
-                "-" if g["utilization_gpu"] is None else f"{g['utilization_gpu']} %",
-                f"{_mib(g['memory_used_mib'])} / {_mib(g['memory_total_mib'])}",
-            ]
-            for g in sample["gpus"]
-        ]
+        read = {g["uuid"]: g for g in sample["gpus"]}
+        rows = []
+        for g in sl.gpus:  # what the pool gave, with what NVML reads where it can
+            r = read.get(g.uuid, {})
+            util = r.get("utilization_gpu")
+            rows.append(
+                [
+                    g.index,
+                    r.get("model") or "-",
+                    "whole card" if g.whole else _mib(g.memory_mib),
+                    f"{g.sm_percent} %" if g.sm_percent else "-",
+                    "-" if util is None else f"{util} %",
+                    f"{_mib(r.get('memory_used_mib'))} / {_mib(r.get('memory_total_mib'))}"
+                    if r
+                    else "-",
+                ]
+            )
         print(file=out)
         table(rows, ["GPU", "model", "slice", "SM", "busy (card)", "memory used"], out, {4})
         if sample.get("nvml_error"):

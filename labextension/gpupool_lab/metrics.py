@@ -58,7 +58,7 @@ class Slice:
                 index=int(g.get("index", i)),
                 uuid=str(g.get("uuid", "")),
                 memory_mib=int(g.get("memory_mib") or 0),
-                sm_percent=int(g.get("sm_percent") or 0),
+                sm_percent=int(g.get("sm", g.get("sm_percent")) or 0),  # the pool says "sm"
                 whole=bool(g.get("whole")),
             )
             for i, g in enumerate(raw)
@@ -81,7 +81,12 @@ class Slice:
 
 
 class Cgroup:
-    """CPU and memory of the container from cgroup v2 files (``/sys/fs/cgroup``)."""
+    """CPU and memory of the container from its cgroup: v2 (``cpu.max``, ``cpu.stat``,
+    ``memory.current``, ``memory.max``) or v1 (``cpu/cpu.cfs_quota_us``,
+    ``cpuacct/cpuacct.usage``, ``memory/memory.usage_in_bytes``, ``memory.limit_in_bytes``)
+    under ``/sys/fs/cgroup``."""
+
+    NO_LIMIT_V1 = 1 << 60  # v1 writes "no limit" as a huge page-rounded number
 
     def __init__(
         self, root: str | Path = "/sys/fs/cgroup", clock: Callable[[], float] = time.monotonic
@@ -89,6 +94,7 @@ class Cgroup:
         self.root = Path(root)
         self.clock = clock
         self._last: tuple[float, int] | None = None
+        self.v1 = not (self.root / "cpu.max").exists() and (self.root / "cpu").is_dir()
 
     def _read(self, name: str) -> str | None:
         try:
@@ -96,22 +102,50 @@ class Cgroup:
         except OSError:
             return None
 
+    def _int(self, *names: str) -> int | None:
+        for name in names:
+            raw = self._read(name)
+            if raw is not None and raw.lstrip("-").isdigit():
+                return int(raw)
+        return None
+
     def cpu_limit_cores(self) -> float | None:
+        if self.v1:
+            quota = self._int("cpu/cpu.cfs_quota_us", "cpu,cpuacct/cpu.cfs_quota_us")
+            period = self._int("cpu/cpu.cfs_period_us", "cpu,cpuacct/cpu.cfs_period_us")
+            if quota is None or quota < 0 or not period:
+                return None
+            return quota / period
         raw = self._read("cpu.max")  # "max 100000" or "150000 100000"
         if not raw:
             return None
-        quota, _, period = raw.partition(" ")
-        if quota == "max" or not period:
+        quota_s, _, period_s = raw.partition(" ")
+        if quota_s == "max" or not period_s:
             return None
-        return int(quota) / int(period)
+        return int(quota_s) / int(period_s)
 
     def cpu_usage_usec(self) -> int | None:
-        raw = self._read("cpu.stat")
-        for line in (raw or "").splitlines():
+        if self.v1:
+            ns = self._int("cpuacct/cpuacct.usage", "cpu,cpuacct/cpuacct.usage")
+            return None if ns is None else ns // 1000
+        for line in (self._read("cpu.stat") or "").splitlines():
             k, _, v = line.partition(" ")
             if k == "usage_usec":
                 return int(v)
         return None
+
+    def memory_mib(self) -> tuple[int | None, int | None]:
+        if self.v1:
+            used = self._int("memory/memory.usage_in_bytes")
+            limit = self._int("memory/memory.limit_in_bytes")
+            if limit is not None and limit >= self.NO_LIMIT_V1:
+                limit = None
+        else:
+            used, limit = self._int("memory.current"), self._int("memory.max")
+        return (
+            None if used is None else used // MIB,
+            None if limit is None else limit // MIB,
+        )
 
     def sample(self) -> dict[str, Any]:
         now, used = self.clock(), self.cpu_usage_usec()
@@ -120,14 +154,10 @@ class Cgroup:
             if self._last is not None and now > self._last[0]:
                 cores = round(max(0, used - self._last[1]) / 1e6 / (now - self._last[0]), 3)
             self._last = (now, used)
-        mem = self._read("memory.current")
-        limit = self._read("memory.max")
+        mem_used, mem_limit = self.memory_mib()
         return {
             "cpu": {"used_cores": cores, "limit_cores": self.cpu_limit_cores()},
-            "memory": {
-                "used_mib": int(mem) // MIB if mem and mem.isdigit() else None,
-                "limit_mib": int(limit) // MIB if limit and limit.isdigit() else None,
-            },
+            "memory": {"used_mib": mem_used, "limit_mib": mem_limit},
         }
 
 

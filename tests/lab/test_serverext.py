@@ -108,6 +108,7 @@ async def test_status_shows_the_slice_and_the_reservation(jp_fetch, pool_side) -
     assert got["error"] is None
     assert got["slice"]["spec"] == "a100-40g" and got["slice"]["reservation"] == res["id"]
     assert got["slice"]["gpus"][0]["memory_mib"] == 40 * 1024
+    assert got["slice"]["gpus"][0]["sm_percent"] == res["gpus"][0]["sm"]
     assert got["reservation"]["state"] == "active" and got["reservation"]["owner"] == "lara"
     assert got["notices"] == []
 

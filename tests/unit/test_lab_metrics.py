@@ -22,7 +22,7 @@ ENV = {
     "GPUPOOL_SPEC": "a100-20g",
     "GPUPOOL_NODE": "node-a",
     "GPUPOOL_GPUS": json.dumps(
-        [{"index": 1, "uuid": UUIDS[1], "memory_mib": 20480, "sm_percent": 30, "whole": False}]
+        [{"index": 1, "uuid": UUIDS[1], "memory_mib": 20480, "sm": 30, "whole": False}]
     ),
 }
 
@@ -104,6 +104,29 @@ def test_cpu_and_memory_from_the_cgroup(tmp_path: Path) -> None:
         "cpu": {"used_cores": None, "limit_cores": None},
         "memory": {"used_mib": None, "limit_mib": None},
     }
+
+
+def test_cgroup_v1(tmp_path: Path) -> None:
+    for d in ("cpu", "cpuacct", "memory"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "cpuacct" / "cpuacct.usage").write_text("2000000000\n")  # ns
+    (tmp_path / "memory" / "memory.usage_in_bytes").write_text(str(300 * 2**20))
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text(str(1024 * 2**20))
+    clock = Clock()
+    cg = Cgroup(tmp_path, clock=clock)
+    assert cg.v1 and cg.sample() == {
+        "cpu": {"used_cores": None, "limit_cores": 0.5},
+        "memory": {"used_mib": 300, "limit_mib": 1024},
+    }
+    (tmp_path / "cpuacct" / "cpuacct.usage").write_text("2500000000\n")
+    clock.t += 1
+    assert cg.sample()["cpu"]["used_cores"] == 0.5
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712")
+    s = cg.sample()
+    assert s["cpu"]["limit_cores"] is None and s["memory"]["limit_mib"] is None
 
 
 def test_a_cpu_spec_reads_no_nvml(tmp_path: Path) -> None:

@@ -1,0 +1,140 @@
+"""The lab side in a real server: the single-user image with the JupyterLab extension and
+the server extension, spawned by a real JupyterHub on a Docker engine the test starts,
+driven in Chromium.
+
+- the status bar shows the slice the server holds (from the spawner's environment);
+- a click opens the "GPU pool" panel: my slice, CPU and memory against the container's
+  limits, free capacity per spec; the CPU figure moves when a terminal works;
+- `gpupool status` and `gpupool specs` in a real lab terminal print the slice and the
+  pool's specs (called with the server's own token).
+
+CI has no GPU: the container has no NVML, and the panel says so; the GPU figures are
+tested with a fake NVML in tests/lab/ and with real NVML in tests/gpu/.
+Screenshots in .state/screenshots/lab-*.png.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.catalogs import write_engine_catalog
+from tests.support.docker import Engine, ensure_docker_installed, ensure_image, start_engines
+from tests.support.docker import stop_engines as stop_all
+from tests.support.hub import Hub
+from tests.support.servers import api, reservation_of, start, wait_ready, wait_stopped
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+SHOTS = Path(__file__).resolve().parents[2] / ".state" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def engines() -> Iterator[dict[str, Engine]]:
+    ensure_docker_installed()
+    engs = start_engines(["node-a"])
+    try:
+        ensure_image(engs.values())
+        yield engs
+    finally:
+        stop_all(engs)
+
+
+@pytest.fixture(scope="module")
+def hub(engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    d = write_engine_catalog(tmp_path_factory.mktemp("catalog"), engines)
+    h = Hub(d).start()
+    try:
+        yield h
+    finally:
+        h.cleanup()
+
+
+def cpu_cores(text: str) -> float:
+    m = re.search(r"([0-9.]+) cores of", text)
+    return float(m.group(1)) if m else -1.0
+
+
+def test_status_bar_panel_and_cli_in_a_real_lab(hub: Hub) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    token = hub.user_token("lina")
+    got = start(hub, "lina", token, {"spec": "a100-40g", "image": "lab"})
+    assert got.status_code in (201, 202), got.text
+    wait_ready(hub, "lina", token)
+    r = reservation_of(hub, "lina")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", "lina")
+        page.fill("#password_input", "test-user-password")
+        page.click("#login_submit")
+        page.wait_for_url("**/hub/home")
+        page.goto(f"{hub.url}/user/lina/lab")
+        try:
+            status = page.locator("#gpupool-status")
+            expect(status).to_contain_text("40 GiB · 50 % SM", timeout=90_000)
+            page.screenshot(path=str(SHOTS / "lab-1-status-bar.png"))
+            status.click()
+            panel = page.locator("#gpupool-panel")
+            expect(panel).to_be_visible()
+            expect(panel.locator(".gp-slice")).to_contain_text(f"on {r['node']} · a100-40g")
+            expect(panel.locator(".gp-capacity")).to_contain_text("A100 half")
+            expect(panel.locator(".gp-mygpu")).to_contain_text("NVML")  # no GPU in CI, said
+            cpu = panel.locator(".gp-resources .gp-bar").first
+            expect(cpu).to_contain_text("of 0.50 cores", timeout=30_000)
+            page.screenshot(path=str(SHOTS / "lab-2-panel.png"))
+
+            # a terminal: the CLI, and work that moves the CPU figure
+            page.locator(".jp-LauncherCard[data-category=Other]", has_text="Terminal").click()
+            term = page.locator(".jp-Terminal").first
+            term.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            term.click()
+            page.keyboard.type(
+                "gpupool status > status.txt 2>&1; gpupool specs > specs.txt 2>&1; "
+                "timeout 8 sh -c 'while :; do :; done'\n"
+            )
+            t0 = time.monotonic()
+            expect(cpu).to_contain_text(re.compile(r"0\.[3-9]\d cores of"), timeout=20_000)
+            moved = time.monotonic() - t0
+            print(f"\nCPU work in the terminal -> panel shows it after {moved:.1f} s")
+            page.screenshot(path=str(SHOTS / "lab-3-busy.png"))
+
+            def contents(name: str) -> str:
+                for _ in range(40):
+                    resp = page.request.get(f"{hub.url}/user/lina/api/contents/{name}")
+                    if resp.ok and resp.json().get("content"):
+                        return str(resp.json()["content"])
+                    time.sleep(0.5)
+                raise AssertionError(f"{name} was not written")
+
+            st = contents("status.txt")
+            assert f"spec a100-40g on node {r['node']}, reservation {r['id']} (active)" in st, st
+            assert "of 0.5 cores" in st and "40.0 GiB" in st and "50 %" in st, st
+            specs = contents("specs.txt")
+            assert specs.splitlines()[0].split() == [
+                "spec",
+                "name",
+                "GPUs",
+                "GPU",
+                "memory",
+                "fits",
+                "now",
+                "price/h",
+            ], specs
+            assert "a100-40g" in specs and "A100 half" in specs
+        except Exception:
+            page.screenshot(path=str(SHOTS / "lab-failed.png"))
+            raise
+        browser.close()
+    api(hub, "DELETE", "/users/lina/server", token)
+    wait_stopped(hub, "lina")
