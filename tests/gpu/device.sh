@@ -86,14 +86,17 @@ build_hami() {
 
 python_deps() {
   say "python packages"
-  mkdir -p "$PYLINK" && ln -sfn "$PWD/spawner" "$PYLINK/gpupool"
+  # gpupool.* as installed: spawner/ is the package, labextension/gpupool_lab/ its .lab
+  rm -rf "$PYLINK" && mkdir -p "$PYLINK/gpupool"
+  for f in "$PWD"/spawner/*; do ln -sfn "$f" "$PYLINK/gpupool/$(basename "$f")"; done
+  ln -sfn "$PWD/labextension/gpupool_lab" "$PYLINK/gpupool/lab"
   if compgen -G '.whl/*.whl' >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$SITE" .whl/*.whl || return 1
     ls "$SITE"
   fi
   export PYTHONPATH=$PYLINK:$PWD${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}
-  python3 -c 'import gpupool.catalog, gpupool.container, gpupool.localnode, gpupool.pool.scheduler, pynvml; print("gpupool imports: ok")'
+  python3 -c 'import gpupool.catalog, gpupool.container, gpupool.localnode, gpupool.pool.scheduler, gpupool.lab.metrics, pynvml; print("gpupool imports: ok")'
 }
 
 main() {
