@@ -15,6 +15,9 @@ say "ruff check + format check"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check . >/dev/null || { "$VENV/bin/ruff" format --check .; die "run: .venv/bin/ruff format ."; }
 
+say "lab extension: TypeScript build and unit tests (labextension/build.sh)"
+bash labextension/build.sh "$VENV/bin/python"
+
 say "pytest"
 export PYTHONDONTWRITEBYTECODE=1
 "$VENV/bin/python" -m pytest -q -ra --durations=10 --ignore=tests/lab "$@"
