@@ -132,6 +132,20 @@ def test_status_bar_panel_and_cli_in_a_real_lab(hub: Hub) -> None:
                 "price/h",
             ], specs
             assert "a100-40g" in specs and "A100 half" in specs
+
+            # the dark theme: the panel is drawn with JupyterLab's variables only
+            page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+            page.locator(".lm-Menu-itemLabel", has_text="Theme").first.click()
+            page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeName === 'JupyterLab Dark'", timeout=30_000
+            )
+            page.wait_for_timeout(1000)
+            bg = page.evaluate(
+                "() => getComputedStyle(document.getElementById('gpupool-panel')).backgroundColor"
+            )
+            assert bg != "rgb(255, 255, 255)", bg
+            page.screenshot(path=str(SHOTS / "lab-4-dark.png"))
         except Exception:
             page.screenshot(path=str(SHOTS / "lab-failed.png"))
             raise
