@@ -56,7 +56,9 @@ class Param:
         elif self.kind == "float":
             if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
                 raise bad(self._range("a number"))
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
             raise bad(self._range("an integer" if self.kind == "int" else "a number"))
         return value
 
@@ -107,7 +109,8 @@ def _prod(shape: Shape) -> int:
 def _need_dims(layer: str, shape: Shape, dims: int, what: str, hint: str = "") -> None:
     if len(shape) != dims:
         raise LayerError(
-            f"{layer} expects a {dims}-D input ({what}), got {shape}" + (f": {hint}" if hint else "")
+            f"{layer} expects a {dims}-D input ({what}), got {shape}"
+            + (f": {hint}" if hint else "")
         )
 
 
@@ -205,7 +208,9 @@ def _pool(name: str) -> Callable[[list[Shape], dict[str, Any]], Result]:
         k = p["kernel_size"]
         stride = p["stride"] or k
         if p["padding"] * 2 > k:
-            raise LayerError(f"{name}: padding ({p['padding']}) must be at most half the kernel ({k})")
+            raise LayerError(
+                f"{name}: padding ({p['padding']}) must be at most half the kernel ({k})"
+            )
         spatial = tuple(_conv_out(n, k, stride, p["padding"], 1, name) for n in s[1:])
         return Result((s[0], *spatial), 0, k * k * s[0] * _prod(spatial))
 
@@ -275,7 +280,9 @@ def _concat(shapes: list[Shape], p: dict[str, Any]) -> Result:
         raise LayerError(f"Concat: dim {d} is out of range for {len(first)}-D inputs")
     d %= len(first)
     for i, s in enumerate(shapes[1:], 1):
-        if len(s) != len(first) or any(a != b for j, (a, b) in enumerate(zip(s, first, strict=True)) if j != d):
+        if len(s) != len(first) or any(
+            a != b for j, (a, b) in enumerate(zip(s, first, strict=True)) if j != d
+        ):
             raise LayerError(
                 f"Concat on dim {d} needs inputs equal in every other dimension, got {first} "
                 f"and {s} (input {i + 1})"
@@ -317,14 +324,38 @@ _RNN = {
 LAYERS: dict[str, Layer] = {
     layer.name: layer
     for layer in [
-        Layer("Input", "io", {"shape": _p("shape")}, (0, 0), _input, "the data, without the batch dimension"),
+        Layer(
+            "Input",
+            "io",
+            {"shape": _p("shape")},
+            (0, 0),
+            _input,
+            "the data, without the batch dimension",
+        ),
         Layer("Output", "io", {}, (1, 1), doc="the network's output"),
-        Layer("Linear", "dense", {"out_features": _p("int", **POS), "bias": _p("bool", True)}, infer=_linear),
+        Layer(
+            "Linear",
+            "dense",
+            {"out_features": _p("int", **POS), "bias": _p("bool", True)},
+            infer=_linear,
+        ),
         Layer("Conv1d", "convolution", dict(_CONV), infer=_conv(1)),
         Layer("Conv2d", "convolution", dict(_CONV), infer=_conv(2)),
-        Layer("BatchNorm1d", "normalization", {"affine": _p("bool", True)}, infer=_norm(1, "BatchNorm1d")),
-        Layer("BatchNorm2d", "normalization", {"affine": _p("bool", True)}, infer=_norm(2, "BatchNorm2d")),
-        Layer("LayerNorm", "normalization", {"elementwise_affine": _p("bool", True)}, infer=_layernorm),
+        Layer(
+            "BatchNorm1d",
+            "normalization",
+            {"affine": _p("bool", True)},
+            infer=_norm(1, "BatchNorm1d"),
+        ),
+        Layer(
+            "BatchNorm2d",
+            "normalization",
+            {"affine": _p("bool", True)},
+            infer=_norm(2, "BatchNorm2d"),
+        ),
+        Layer(
+            "LayerNorm", "normalization", {"elementwise_affine": _p("bool", True)}, infer=_layernorm
+        ),
         Layer("ReLU", "activation", infer=_elementwise(1)),
         Layer("GELU", "activation", infer=_elementwise(8)),
         Layer("Sigmoid", "activation", infer=_elementwise(4)),
@@ -332,7 +363,9 @@ LAYERS: dict[str, Layer] = {
         Layer("Softmax", "activation", {"dim": _p("int", -1)}, infer=_softmax),
         Layer("MaxPool2d", "pooling", dict(_POOL), infer=_pool("MaxPool2d")),
         Layer("AvgPool2d", "pooling", dict(_POOL), infer=_pool("AvgPool2d")),
-        Layer("AdaptiveAvgPool2d", "pooling", {"output_size": _p("int", 1, **POS)}, infer=_adaptive),
+        Layer(
+            "AdaptiveAvgPool2d", "pooling", {"output_size": _p("int", 1, **POS)}, infer=_adaptive
+        ),
         Layer("Flatten", "reshape", infer=_flatten),
         Layer("Dropout", "regularization", {"p": _p("float", 0.5, min=0, max=1)}),
         Layer(

@@ -152,10 +152,14 @@ def load(doc: Any) -> Graph:
             continue
         extra = sorted(set(n) - {"id", "type", "params", "position", "label"})
         if extra:
-            problems.append(f"{where}: unknown key {extra[0]!r}; allowed: id, type, params, position, label")
+            problems.append(
+                f"{where}: unknown key {extra[0]!r}; allowed: id, type, params, position, label"
+            )
         nid, typ, params = n.get("id"), n.get("type"), n.get("params", {})
         if not isinstance(nid, str) or not ID_RE.match(nid):
-            problems.append(f"{where}.id: must be a name of letters, digits, _ or - (at most 64), got {nid!r}")
+            problems.append(
+                f"{where}.id: must be a name of letters, digits, _ or - (at most 64), got {nid!r}"
+            )
             continue
         where = f"nodes[{i}] ({nid})"
         if nid in seen:

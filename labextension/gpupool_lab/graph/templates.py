@@ -69,10 +69,14 @@ def resnet(blocks: int = 2, channels: int = 32, classes: int = 10) -> Graph:
     x = b.add("stem_act", "ReLU", x)
     for i in range(blocks):
         skip = x
-        y = b.add(f"b{i}_conv1", "Conv2d", x, out_channels=channels, kernel_size=3, padding=1, bias=False)
+        y = b.add(
+            f"b{i}_conv1", "Conv2d", x, out_channels=channels, kernel_size=3, padding=1, bias=False
+        )
         y = b.add(f"b{i}_bn1", "BatchNorm2d", y)
         y = b.add(f"b{i}_act1", "ReLU", y)
-        y = b.add(f"b{i}_conv2", "Conv2d", y, out_channels=channels, kernel_size=3, padding=1, bias=False)
+        y = b.add(
+            f"b{i}_conv2", "Conv2d", y, out_channels=channels, kernel_size=3, padding=1, bias=False
+        )
         y = b.add(f"b{i}_bn2", "BatchNorm2d", y)
         y = b.add(f"b{i}_add", "Add", [y, skip])
         x = b.add(f"b{i}_act2", "ReLU", y)
@@ -83,7 +87,9 @@ def resnet(blocks: int = 2, channels: int = 32, classes: int = 10) -> Graph:
     return b.graph()
 
 
-def transformer(vocab: int = 1000, length: int = 64, dim: int = 128, heads: int = 4, classes: int = 2) -> Graph:
+def transformer(
+    vocab: int = 1000, length: int = 64, dim: int = 128, heads: int = 4, classes: int = 2
+) -> Graph:
     b = _Builder("transformer-encoder")
     x = b.add("tokens", "Input", shape=[length])
     x = b.add("embed", "Embedding", x, num_embeddings=vocab, embedding_dim=dim)
