@@ -106,3 +106,20 @@ ensure_test_tools() {
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
+
+ensure_torch_cpu() {
+    # CPU PyTorch for the graph compiler's tests, from a wheel in pip's find-links folder
+    # (a plain `pip install torch` would pull a multi-GB CUDA build). Sets
+    # GPUPOOL_TEST_TORCH so that those tests fail rather than skip when torch is missing.
+    if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then export GPUPOOL_TEST_TORCH=1; return; fi
+    local wheel
+    wheel="$(ls "${PIP_FIND_LINKS:-/opt/wheels}"/torch-*+cpu-*.whl 2>/dev/null | head -1 || true)"
+    if [ -z "$wheel" ]; then
+        say "no CPU torch wheel in \$PIP_FIND_LINKS: the graph compiler's tests will be skipped"
+        return
+    fi
+    say "installing CPU PyTorch from $wheel"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$wheel" >"$VENV/pip-torch.log" 2>&1 \
+        || { tail -20 "$VENV/pip-torch.log" >&2; die "installing $wheel failed"; }
+    export GPUPOOL_TEST_TORCH=1
+}

@@ -10,6 +10,7 @@ ensure_venv test
 ensure_proxy
 ensure_postgres_server
 ensure_test_tools
+ensure_torch_cpu
 
 say "ruff check + format check"
 "$VENV/bin/ruff" check .

@@ -21,6 +21,30 @@ class LayerError(ValueError):
     """A layer cannot take its input (or a parameter is out of its range)."""
 
 
+def show(value: Any) -> str:
+    """A JSON value as the messages print it: Python's repr, with integral floats written
+    as integers, as a browser (and the editor's checks) would."""
+    if isinstance(value, float) and value.is_integer():
+        return repr(int(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def as_int(value: Any) -> int | None:
+    """An integer, or None. JSON does not tell 3 from 3.0 (a browser writes 3.0 as 3), so
+    an integral float counts as an integer, as it does for the editor's checks."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 @dataclass(frozen=True)
 class Param:
     kind: str  # int | float | bool | choice | shape
@@ -32,7 +56,7 @@ class Param:
 
     def check(self, name: str, value: Any) -> Any:
         def bad(what: str) -> LayerError:
-            return LayerError(f"{name}: must be {what}, got {value!r}")
+            return LayerError(f"{name}: must be {what}, got {show(value)}")
 
         if self.kind == "bool":
             if not isinstance(value, bool):
@@ -43,16 +67,14 @@ class Param:
                 raise bad("one of " + ", ".join(self.choices))
             return value
         if self.kind == "shape":
-            if (
-                not isinstance(value, list | tuple)
-                or not value
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
-            ):
+            dims = [as_int(v) for v in value] if isinstance(value, list | tuple) else []
+            if not dims or any(d is None or d < 1 for d in dims):
                 raise bad("a list of positive integers, e.g. [1, 28, 28]")
-            return tuple(value)
+            return tuple(dims)
         if self.kind == "int":
-            if not isinstance(value, int) or isinstance(value, bool):
+            if as_int(value) is None:
                 raise bad(self._range("an integer"))
+            value = as_int(value)
         elif self.kind == "float":
             if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
                 raise bad(self._range("a number"))

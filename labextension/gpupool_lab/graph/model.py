@@ -21,10 +21,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .layers import LAYERS, LayerError, Result, Shape
+from .layers import LAYERS, LayerError, Result, Shape, as_int, show
 
 FORMAT = "gpupool.graph/1"
-ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+ID_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 MAX_NODES = 2000
 
 
@@ -40,11 +40,14 @@ class Node:
     type: str
     params: dict[str, Any] = field(default_factory=dict)  # as given, checked in infer
     position: tuple[float, float] | None = None
+    label: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "type": self.type, "params": dict(self.params)}
         if self.position is not None:
             out["position"] = list(self.position)
+        if self.label is not None:
+            out["label"] = self.label
         return out
 
 
@@ -100,6 +103,7 @@ class Graph:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # the editor's view state and notes
 
     def node(self, nid: str) -> Node:
         for n in self.nodes:
@@ -111,12 +115,15 @@ class Graph:
         return sorted((e for e in self.edges if e.dst == nid), key=lambda e: e.port)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": FORMAT,
             "name": self.name,
             "nodes": [n.to_json() for n in self.nodes],
             "edges": [e.to_json() for e in self.edges],
         }
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        return out
 
     def infer(self) -> Inference:
         return infer(self)
@@ -131,7 +138,7 @@ def load(doc: Any) -> Graph:
     if unknown:
         problems.append(f"unknown key {unknown[0]!r}; allowed: format, name, nodes, edges, meta")
     if doc.get("format") != FORMAT:
-        problems.append(f"format: must be {FORMAT!r}, got {doc.get('format')!r}")
+        problems.append(f"format: must be {FORMAT!r}, got {show(doc.get('format'))}")
     name = doc.get("name", "")
     if not isinstance(name, str):
         problems.append("name: must be a string")
@@ -141,6 +148,10 @@ def load(doc: Any) -> Graph:
         raise GraphError([*problems, "nodes: must be a list"])
     if not isinstance(raw_edges, list):
         raise GraphError([*problems, "edges: must be a list"])
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        problems.append("meta: must be an object")
+        meta = {}
     if len(raw_nodes) > MAX_NODES:
         raise GraphError([*problems, f"nodes: at most {MAX_NODES}, got {len(raw_nodes)}"])
     nodes: list[Node] = []
@@ -156,17 +167,17 @@ def load(doc: Any) -> Graph:
                 f"{where}: unknown key {extra[0]!r}; allowed: id, type, params, position, label"
             )
         nid, typ, params = n.get("id"), n.get("type"), n.get("params", {})
-        if not isinstance(nid, str) or not ID_RE.match(nid):
+        if not isinstance(nid, str) or not ID_RE.fullmatch(nid):
             problems.append(
-                f"{where}.id: must be a name of letters, digits, _ or - (at most 64), got {nid!r}"
+                f"{where}.id: must be a name of letters, digits, _ or - (at most 64), got {show(nid)}"
             )
             continue
         where = f"nodes[{i}] ({nid})"
         if nid in seen:
-            problems.append(f"{where}.id: {nid!r} is used twice")
+            problems.append(f"{where}.id: {show(nid)} is used twice")
         seen.add(nid)
-        if typ not in LAYERS:
-            problems.append(f"{where}.type: unknown layer {typ!r}; known: {', '.join(LAYERS)}")
+        if not isinstance(typ, str) or typ not in LAYERS:
+            problems.append(f"{where}.type: unknown layer {show(typ)}; known: {', '.join(LAYERS)}")
         if not isinstance(params, dict):
             problems.append(f"{where}.params: must be an object")
             params = {}
@@ -181,7 +192,11 @@ def load(doc: Any) -> Graph:
                 position = (float(pos[0]), float(pos[1]))
             else:
                 problems.append(f"{where}.position: must be [x, y]")
-        nodes.append(Node(nid, str(typ), dict(params), position))
+        label = n.get("label")
+        if label is not None and not isinstance(label, str):
+            problems.append(f"{where}.label: must be a string")
+            label = None
+        nodes.append(Node(nid, str(typ), dict(params), position, label))
     edges: list[Edge] = []
     taken: set[tuple[str, int]] = set()
     for i, e in enumerate(raw_edges):
@@ -189,24 +204,29 @@ def load(doc: Any) -> Graph:
         if not isinstance(e, dict):
             problems.append(f"{where}: must be an object")
             continue
+        extra = sorted(set(e) - {"from", "to", "port"})
+        if extra:
+            problems.append(f"{where}: unknown key {extra[0]!r}; allowed: from, to, port")
         src, dst, port = e.get("from"), e.get("to"), e.get("port", 0)
-        if src not in seen:
-            problems.append(f"{where}.from: no node {src!r}")
-        if dst not in seen:
-            problems.append(f"{where}.to: no node {dst!r}")
-        if not isinstance(port, int) or isinstance(port, bool) or port < 0:
-            problems.append(f"{where}.port: must be an integer ≥ 0, got {port!r}")
+        if not isinstance(src, str) or src not in seen:
+            problems.append(f"{where}.from: no node {show(src)}")
+        if not isinstance(dst, str) or dst not in seen:
+            problems.append(f"{where}.to: no node {show(dst)}")
+        if as_int(port) is None or port < 0:
+            problems.append(f"{where}.port: must be an integer ≥ 0, got {show(port)}")
             continue
+        port = as_int(port)
         if src == dst:
             problems.append(f"{where}: a node cannot feed itself ({src})")
-        if (dst, port) in taken:
+        if isinstance(dst, str) and (dst, port) in taken:
             problems.append(f"{where}: input {port} of {dst} is already connected")
-        taken.add((dst, port))
-        if src in seen and dst in seen:
+        if isinstance(dst, str):
+            taken.add((dst, port))
+        if isinstance(src, str) and isinstance(dst, str) and src in seen and dst in seen:
             edges.append(Edge(src, dst, port))
     if problems:
         raise GraphError(problems)
-    return Graph(tuple(nodes), tuple(edges), name)
+    return Graph(tuple(nodes), tuple(edges), name, dict(meta))
 
 
 def _order(g: Graph) -> list[str]:
