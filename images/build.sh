@@ -91,7 +91,8 @@ fi
 # The JupyterLab extension, prebuilt (TypeScript + webpack) into labextension/gpupool_lab/
 # before its files are hashed and copied; a no-op when nothing changed.
 if [ "$IMAGE" = singleuser ]; then
-    JUPYTERLAB_SPEC="$JUPYTERLAB_SPEC" bash "$ROOT/labextension/build.sh" "${PY:-python3}" \
+    # its messages go to stderr: stdout may be the build hash (--print-hash)
+    JUPYTERLAB_SPEC="$JUPYTERLAB_SPEC" bash "$ROOT/labextension/build.sh" "${PY:-python3}" >&2 \
         || die "building the JupyterLab extension failed"
 fi
 

@@ -6,6 +6,8 @@
 #
 #   bash labextension/build.sh [PYTHON]     PYTHON: one with jupyterlab (default: .venv)
 #
+# The notebook widgets' ES modules are bundled with esbuild into gpupool_lab/widgets/static/.
+#
 # Skips the work when the sources and the JupyterLab version are unchanged; runs the
 # TypeScript unit tests (node --test) after a build.
 set -euo pipefail
@@ -23,17 +25,21 @@ fi
 core="$("$py" -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')"
 stamp="$( { "$py" -c 'import jupyterlab; print(jupyterlab.__version__)'; \
     find package.json package-lock.json tsconfig*.json src style -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)"
-if [ -f .build-stamp ] && [ "$(cat .build-stamp)" = "$stamp" ] && [ -f gpupool_lab/labextension/package.json ]; then
+if [ -f .build-stamp ] && [ "$(cat .build-stamp)" = "$stamp" ] && [ -f gpupool_lab/labextension/package.json ] \
+    && [ -f gpupool_lab/widgets/static/graph_editor.js ]; then
     exit 0
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error
 fi
-rm -rf lib lib-test gpupool_lab/labextension tsconfig.tsbuildinfo
+rm -rf lib lib-test gpupool_lab/labextension gpupool_lab/widgets/static tsconfig.tsbuildinfo
 npx tsc --sourceMap false
 node node_modules/@jupyterlab/builder/lib/build-labextension.js --core-path "$core" . >build.log 2>&1 \
     || { tail -n 40 build.log >&2; exit 1; }
 rm -f build.log
+# the notebook widgets' front-ends: one ES module each, bundled (anywidget loads them as is)
+npx esbuild src/widgets/graph_editor.ts src/widgets/gpu_monitor.ts src/widgets/dataset_picker.ts \
+    --bundle --format=esm --target=es2020 --minify --log-level=warning --outdir=gpupool_lab/widgets/static
 npx tsc -p tsconfig.test.json && node --test lib-test/test/ >/dev/null \
     || { node --test lib-test/test/; exit 1; }
 echo "$stamp" > .build-stamp

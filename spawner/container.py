@@ -27,12 +27,13 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog.models import Image, Node, Spec
+from .catalog.models import Dataset, Image, Node, Spec
 from .pool.state import GpuShare
 
 VGPU_DIR = "/usr/local/vgpu"
 VGPU_LIB = f"{VGPU_DIR}/libvgpu.so"
 HOME = "/home/jovyan"
+DATASETS_ROOT = "/datasets"  # the catalog's datasets, one folder each
 LABEL = "io.gpupool"  # label prefix
 PIDS_LIMIT = 4096
 BRIDGE_PORT = 8888  # the server's port inside a bridge-networked container
@@ -141,6 +142,7 @@ def build_container(
     command: list[str],
     cache_root: str | None = None,
     pool_url: str = "",  # the pool API as the server reaches it (GPUPOOL_API_URL)
+    datasets: tuple[Dataset, ...] = (),  # the catalog's, mounted at /datasets/<name>
 ) -> ContainerPlan:
     """The container for one server: pure, deterministic, and the only place that decides it."""
     bad = sorted(k for k in hub_env if PROTECTED_ENV.match(k))
@@ -179,6 +181,12 @@ def build_container(
                 "/tmp/vgpulock": {"bind": "/tmp/vgpulock", "mode": "rw"},
             }
         )
+    for d in datasets:
+        # the catalog names the host path (checked: absolute, no '..'); users only pick
+        # among these by name, in the container
+        binds[d.path] = {"bind": f"{DATASETS_ROOT}/{d.name}", "mode": "ro" if d.read_only else "rw"}
+    if datasets:
+        env["GPUPOOL_DATASETS"] = DATASETS_ROOT
     uuids = [g.uuid for g in gpus]
     device_requests: list[dict[str, Any]] = []
     if uuids and node.gpu_runtime == "nvidia":

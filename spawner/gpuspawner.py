@@ -306,6 +306,7 @@ class GpuPoolSpawner(DockerSpawner):
                 command=await self.get_command(),
                 cache_root=self.hami_cache_root or None,
                 pool_url=self.server_pool_api_url,
+                datasets=self.catalog.datasets,
             )
             self._event(50, f"creating the container on {node.name} from {image.name}")
             await self._create(plan)

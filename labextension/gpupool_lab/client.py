@@ -96,5 +96,8 @@ class PoolApi:
     def usage(self, month: str | None = None) -> dict[str, Any]:
         return self.request("GET", "usage", query={"month": month})
 
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.request("GET", "datasets")["datasets"]
+
     def notices(self) -> list[dict[str, Any]]:
         return self.request("GET", "notices")["notices"]

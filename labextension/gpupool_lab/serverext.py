@@ -7,8 +7,9 @@ own user (resource ``gpupool``):
   pool's notices for it (GPU idle: when it is stopped);
 - ``GET metrics``: the last samples of this server's GPUs, CPU and memory;
 - ``WS metrics/ws``: one sample per ``interval`` as it is taken;
-- ``GET pool/specs``, ``pool/usage``, ``pool/notices``, ``pool/reservations``: the pool
-  API, called with the server's own hub token, so the browser never holds one.
+- ``GET pool/specs``, ``pool/usage``, ``pool/notices``, ``pool/reservations``, ``pool/datasets``: the pool
+  API, called with the server's own hub token, so the browser never holds one;
+- ``GET graph/templates``: the network-graph editor's templates.
 
 Samples are taken only while someone watches (a socket open, or a REST read in the last
 minute), in a worker thread (NVML blocks).
@@ -160,6 +161,7 @@ class PoolHandler(_Base):
         "usage": "usage",
         "notices": "notices",
         "reservations": "reservations",
+        "datasets": "datasets",
     }
 
     @web.authenticated
@@ -169,6 +171,17 @@ class PoolHandler(_Base):
             self.send(await self.call_pool("usage", self.get_argument("month", None)))
             return
         self.send({what: await self.call_pool(self.ROUTES[what])})
+
+
+class GraphTemplatesHandler(_Base):
+    """The graph editor's starting points (gpupool.lab.graph.templates), as documents."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from .graph import TEMPLATES, template
+
+        self.send({name: template(name).to_json() for name in TEMPLATES})
 
 
 class MetricsSocket(websocket.WebSocketHandler, JupyterHandler):
@@ -214,7 +227,8 @@ def load(serverapp: Any) -> None:
             (url_path_join(base, "status"), StatusHandler),
             (url_path_join(base, "metrics"), MetricsHandler),
             (url_path_join(base, "metrics/ws"), MetricsSocket),
-            (url_path_join(base, r"pool/(specs|usage|notices|reservations)"), PoolHandler),
+            (url_path_join(base, r"pool/(specs|usage|notices|reservations|datasets)"), PoolHandler),
+            (url_path_join(base, "graph/templates"), GraphTemplatesHandler),
         ],
     )
     serverapp.log.info(

@@ -12,6 +12,9 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { get } from './api';
+import { blankGraph, EXTENSION, FACTORY, FILE_TYPE, GraphFileFactory } from './graph/document';
+import { Graph } from './graph/model';
 import { PoolModel } from './model';
 import { PoolPanel } from './panel';
 import { GpuStatus } from './statusbar';
@@ -23,6 +26,12 @@ const GPU_SVG =
 export const gpuIcon = new LabIcon({ name: 'gpupool:gpu', svgstr: GPU_SVG });
 
 const OPEN = 'gpupool:open-panel';
+const NEW_GRAPH = 'gpupool:new-graph';
+
+const GRAPH_SVG =
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+  '<path d="M3 4h6v5H3zm12 0h6v5h-6zM9 15h6v5H9zM9 6.5h6v1H9zM6 9h1v3h5v3h-1v-2H6zm11 0h1v4h-5v2h-1v-3h5z"/></g></svg>';
+export const graphIcon = new LabIcon({ name: 'gpupool:graph', svgstr: GRAPH_SVG });
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: '@gpupool/lab:plugin',
@@ -64,4 +73,60 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+/** Graph files (*.gpgraph.json) open in the network-graph editor; New Network Graph in the
+ * launcher, the palette and File > New. */
+const graphPlugin: JupyterFrontEndPlugin<void> = {
+  id: '@gpupool/lab:graph-editor',
+  description: 'The network-graph editor for *.gpgraph.json files',
+  autoStart: true,
+  optional: [ICommandPalette, ILauncher],
+  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, launcher: ILauncher | null) => {
+    app.docRegistry.addFileType({
+      name: FILE_TYPE,
+      displayName: 'Network graph',
+      extensions: [EXTENSION],
+      mimeTypes: ['application/json'],
+      fileFormat: 'text',
+      contentType: 'file',
+      icon: graphIcon
+    });
+    let templates: Promise<Record<string, Graph>> | null = null;
+    const loadTemplates = () => (templates ??= get<Record<string, Graph>>('graph/templates'));
+    const factory = new GraphFileFactory(
+      {
+        name: FACTORY,
+        label: 'Network Graph Editor',
+        fileTypes: [FILE_TYPE],
+        defaultFor: [FILE_TYPE],
+        modelName: 'text'
+      },
+      loadTemplates
+    );
+    factory.widgetCreated.connect((_s, widget) => {
+      widget.title.icon = graphIcon;
+    });
+    app.docRegistry.addWidgetFactory(factory);
+
+    app.commands.addCommand(NEW_GRAPH, {
+      label: args => (args.isLauncher ? 'Network Graph' : 'New Network Graph'),
+      caption: 'A new network graph file, edited on a canvas',
+      icon: graphIcon,
+      execute: async args => {
+        const cwd = (args.cwd as string) ?? '';
+        const contents = app.serviceManager.contents;
+        const model = await contents.newUntitled({ path: cwd, type: 'file', ext: EXTENSION });
+        const name = model.name.replace(EXTENSION, '');
+        await contents.save(model.path, {
+          type: 'file',
+          format: 'text',
+          content: JSON.stringify(blankGraph(name), null, 1) + '\n'
+        });
+        return app.commands.execute('docmanager:open', { path: model.path, factory: FACTORY });
+      }
+    });
+    palette?.addItem({ command: NEW_GRAPH, category: 'GPU pool' });
+    launcher?.add({ command: NEW_GRAPH, category: 'GPU pool', rank: 1 });
+  }
+};
+
+export default [plugin, graphPlugin];

@@ -13,24 +13,10 @@ import {
   linePoints
 } from './format';
 import { PoolModel } from './model';
+import { el } from './dom';
 
 const W = 260;
 const H = 48;
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls = '',
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) {
-    e.className = cls;
-  }
-  if (text) {
-    e.textContent = text;
-  }
-  return e;
-}
 
 function chart(title: string, values: (number | null)[], top: number, now: string): HTMLElement {
   const box = el('div', 'gp-chart');

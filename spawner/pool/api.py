@@ -173,7 +173,15 @@ class RootHandler(BaseHandler):
             {
                 "service": "gpupool",
                 "openapi": "openapi.json",
-                "links": ["specs", "reservations", "nodes", "health", "alerts", "metrics"],
+                "links": [
+                    "specs",
+                    "datasets",
+                    "reservations",
+                    "nodes",
+                    "health",
+                    "alerts",
+                    "metrics",
+                ],
             }
         )
 
@@ -415,6 +423,7 @@ class NodeDrainHandler(BaseHandler):
 
 
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    from .datasets_api import dataset_routes
     from .health_api import health_routes
     from .usage_api import usage_routes
 
@@ -422,6 +431,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     return [
         *health_routes(api),
         *usage_routes(api),
+        *dataset_routes(api),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),
         (rf"{api}/?", RootHandler),
         (rf"{api}/openapi\.json", OpenApiHandler),

@@ -76,6 +76,20 @@ SCHEMAS: dict[str, Any] = {
             "whole": {"type": "boolean"},
         },
     },
+    "Dataset": {
+        "type": "object",
+        "required": ["name", "format", "read_only", "mount"],
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "format": {
+                "type": "string",
+                "enum": ["numpy", "csv", "image-folder", "parquet", "text", "other"],
+            },
+            "read_only": {"type": "boolean"},
+            "mount": {"type": "string", "description": "where every server finds it"},
+        },
+    },
     "Spec": {
         "type": "object",
         "properties": {
@@ -243,6 +257,41 @@ def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Spec"), "the spec"),
                         "404": _json(_ERR, "no such spec for you"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/datasets": {
+                "get": {
+                    "summary": "The dataset catalog: what every server finds under /datasets",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "datasets": {"type": "array", "items": _ref("Dataset")}
+                                },
+                            },
+                            "datasets",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/datasets/{name}": {
+                "get": {
+                    "summary": "One dataset",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Dataset"), "the dataset"),
+                        "404": _json(_ERR, "no such dataset"),
                         **_ERRORS,
                     },
                 }

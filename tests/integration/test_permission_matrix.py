@@ -49,6 +49,9 @@ API: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/openapi.json", None, ALL_200),
     ("GET", "/specs", None, READ),
     ("GET", "/specs/a100-40g", None, READ),
+    ("GET", "/datasets", None, READ),
+    ("GET", "/datasets/digits", None, READ),
+    ("GET", "/datasets/nope", None, row(404, 404, 404, 404, 404, 404, 403, 401)),
     ("GET", "/reservations", None, READ),
     ("POST", "/reservations", {"spec": "cpu-1"}, row(201, 201, 201, 201, 403, 201, 403, 401)),
     ("GET", "/reservations/{a}", None, OWN_A),
@@ -127,6 +130,7 @@ def test_every_route_has_a_row() -> None:
     }
     in_table = {re.sub(r"/nodes/node-[ab]", "/nodes/{name}", p) for p in in_table}
     in_table = {p.replace("/specs/a100-40g", "/specs/{slug}") for p in in_table}
+    in_table = {re.sub(r"/datasets/[\w-]+", "/datasets/{name}", p) for p in in_table}
     assert documented == in_table, documented ^ in_table
     page_paths = {p for p, _ in page_routes("/s/") + admin_routes("/s/")} - {"/s/oauth_callback"}
     tested = set()

@@ -245,3 +245,19 @@ def test_names_are_docker_safe_and_collision_safe() -> None:
     assert home_volume("Ada Lovelace") != home_volume("ada-lovelace")
     for n in (container_name("Zoë/../x", "a b"), home_volume("../../etc")):
         assert all(c.isalnum() or c in "-." for c in n), n
+
+
+def test_catalog_datasets_are_mounted_by_name_read_only_unless_the_catalog_says() -> None:
+    from gpupool.catalog.models import Dataset
+
+    plan = build(
+        datasets=(
+            Dataset("digits", "/srv/data/digits", "numpy"),
+            Dataset("scratch", "/srv/data/scratch", "other", read_only=False),
+        )
+    )
+    binds = plan.host_config["binds"]
+    assert binds["/srv/data/digits"] == {"bind": "/datasets/digits", "mode": "ro"}
+    assert binds["/srv/data/scratch"] == {"bind": "/datasets/scratch", "mode": "rw"}
+    assert plan.environment["GPUPOOL_DATASETS"] == "/datasets"
+    assert "GPUPOOL_DATASETS" not in build().environment

@@ -8,6 +8,8 @@ from typing import Any
 
 from .model import FORMAT, Graph, load
 
+PER_ROW = 6
+
 
 class _Builder:
     def __init__(self, name: str):
@@ -16,10 +18,11 @@ class _Builder:
         self.edges: list[dict[str, Any]] = []
 
     def add(self, nid: str, typ: str, after: str | list[str] | None = None, **params: Any) -> str:
-        col = len(self.nodes)
-        self.nodes.append(
-            {"id": nid, "type": typ, "params": params, "position": [40 + 180 * col, 80]}
-        )
+        # left to right, PER_ROW layers a row, rows downwards (the editor's auto layout
+        # arranges by depth instead; this keeps long chains readable at a glance)
+        i = len(self.nodes)
+        x, y = 40 + 252 * (i % PER_ROW), 40 + 130 * (i // PER_ROW)
+        self.nodes.append({"id": nid, "type": typ, "params": params, "position": [x, y]})
         for port, src in enumerate([after] if isinstance(after, str) else after or []):
             edge: dict[str, Any] = {"from": src, "to": nid}
             if port:

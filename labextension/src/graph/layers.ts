@@ -235,7 +235,7 @@ const softmax: Infer = ([s], p) => {
       `Softmax: dim ${d} is out of range for a ${s.length}-D input ${fmtShape(s)}`
     );
   }
-  return res(s, 0, 4 * prod(s));
+  return res(s, 0, 3 * prod(s));
 };
 
 function pool(name: string): Infer {

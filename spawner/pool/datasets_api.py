@@ -1,0 +1,40 @@
+"""API of the dataset catalog (hub_config/datasets.yaml): what every server finds mounted
+under /datasets/<name>, read-only unless the catalog says otherwise. Any user of the pool
+reads it; a name that is not in the catalog answers 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..catalog.models import Dataset
+from ..container import DATASETS_ROOT
+from .api import ID_RE, ApiError, BaseHandler
+
+
+def dataset_json(d: Dataset) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "description": d.description,
+        "format": d.format,
+        "read_only": d.read_only,
+        "mount": f"{DATASETS_ROOT}/{d.name}",
+    }
+
+
+# BaseHandler.prepare has authenticated the caller (401 without a token, 403 without a
+# gpupool scope) before these run
+class DatasetsHandler(BaseHandler):
+    async def get(self) -> None:
+        self.send({"datasets": [dataset_json(d) for d in self.ctx.catalog.datasets]})
+
+
+class DatasetHandler(BaseHandler):
+    async def get(self, name: str) -> None:
+        d = next((d for d in self.ctx.catalog.datasets if d.name == name), None)
+        if d is None:
+            raise ApiError(404, f"no dataset {name!r}")
+        self.send(dataset_json(d))
+
+
+def dataset_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
+    return [(rf"{api}/datasets", DatasetsHandler), (rf"{api}/datasets/({ID_RE})", DatasetHandler)]

@@ -1,0 +1,81 @@
+"""The notebook widgets' Python side (their front-ends run in tests/integration/
+test_graph_editor.py): GraphEditor's starting points, its document checked when it
+arrives from the browser (a bad one is refused and the graph stays), compile, save and
+load; GpuMonitor's window; the bundled JavaScript is in the package (no CDN)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import traitlets
+
+from gpupool.lab.graph import FORMAT, GraphError, template
+from gpupool.lab.widgets import GpuMonitor, GraphEditor
+from gpupool.lab.widgets.graph_editor import STATIC
+
+
+def test_starting_points() -> None:
+    assert [n.type for n in GraphEditor().graph.nodes] == ["Input", "Output"]
+    assert GraphEditor(template="lenet").graph.infer().params == 61706
+    assert GraphEditor(template("mlp")).graph.name == "mlp"
+    assert GraphEditor(template("mlp").to_json()).graph.infer().params == 203530
+    with pytest.raises(ValueError, match="no template 'vgg'; known: mlp, lenet"):
+        GraphEditor(template="vgg")
+    with pytest.raises(ValueError, match="not both"):
+        GraphEditor(template("mlp"), template="lenet")
+    assert set(GraphEditor().templates) == {"mlp", "lenet", "resnet", "transformer"}
+
+
+def test_a_bad_document_from_the_browser_is_refused_and_the_graph_stays() -> None:
+    ed = GraphEditor(template="mlp")
+    before = ed.document
+    with pytest.raises(traitlets.TraitError, match="unknown layer 'Nope'"):
+        ed.document = {"format": FORMAT, "nodes": [{"id": "a", "type": "Nope"}], "edges": []}
+    with pytest.raises(traitlets.TraitError, match="format"):
+        ed.document = {"nodes": []}
+    assert ed.document == before
+    # a graph with a layer in error is a valid document: the editor shows the error
+    doc = json.loads(json.dumps(before))
+    doc["nodes"][1]["params"]["out_features"] = 0
+    ed.document = doc
+    assert "out_features: must be an integer ≥ 1, got 0" in ed.graph.infer().errors["fc1"]
+    with pytest.raises(GraphError, match="fc1"):
+        ed.to_module()
+
+
+def test_compile_save_and_load(tmp_path: Path) -> None:
+    torch = (
+        importlib.import_module("torch")
+        if os.environ.get("GPUPOOL_TEST_TORCH")
+        else pytest.importorskip("torch")
+    )
+    ed = GraphEditor(template="lenet")
+    doc = ed.document
+    doc["nodes"][-2]["params"]["out_features"] = 5  # fc3
+    ed.graph = doc
+    y = ed.to_module()(torch.randn(2, 1, 28, 28))
+    assert tuple(y.shape) == (2, 5)
+    assert "nn.Linear(84, 5)" in ed.to_code()
+    path = ed.save(tmp_path / "net")
+    assert path.name == "net.gpgraph.json"
+    other = GraphEditor(path)
+    assert other.document == ed.document
+    other.load(tmp_path / "net.gpgraph.json")
+    (tmp_path / "bad.gpgraph.json").write_text("{")
+    with pytest.raises(GraphError, match=r"bad.gpgraph.json: not valid JSON"):
+        other.load(tmp_path / "bad.gpgraph.json")
+    assert other.document == ed.document
+
+
+def test_monitor_window_and_bundles() -> None:
+    assert GpuMonitor().window == 120
+    with pytest.raises(traitlets.TraitError, match="window: from 10 to 3600"):
+        GpuMonitor(window=5)
+    for name in ("graph_editor.js", "gpu_monitor.js", "dataset_picker.js"):
+        text = (STATIC / name).read_text()
+        assert "export" in text and "render" in text
+        assert "https://" not in text.replace("https://github.com", "")  # nothing from a CDN
