@@ -9,7 +9,8 @@ own user (resource ``gpupool``):
 - ``WS metrics/ws``: one sample per ``interval`` as it is taken;
 - ``GET pool/specs``, ``pool/usage``, ``pool/notices``, ``pool/reservations``, ``pool/datasets``: the pool
   API, called with the server's own hub token, so the browser never holds one;
-- ``GET graph/templates``: the network-graph editor's templates.
+- ``GET graph/templates``: the network-graph editor's templates; ``GET graph/schema``:
+  the graph document's JSON Schema.
 
 Samples are taken only while someone watches (a socket open, or a REST read in the last
 minute), in a worker thread (NVML blocks).
@@ -184,6 +185,17 @@ class GraphTemplatesHandler(_Base):
         self.send({name: template(name).to_json() for name in TEMPLATES})
 
 
+class GraphSchemaHandler(_Base):
+    """The graph document's JSON Schema (gpupool.lab.graph.schema)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from .graph.schema import json_schema
+
+        self.send(json_schema())
+
+
 class MetricsSocket(websocket.WebSocketHandler, JupyterHandler):
     """One sample per interval. The browser's login (cookie or token) is checked as for
     every other handler, before the upgrade."""
@@ -229,6 +241,7 @@ def load(serverapp: Any) -> None:
             (url_path_join(base, "metrics/ws"), MetricsSocket),
             (url_path_join(base, r"pool/(specs|usage|notices|reservations|datasets)"), PoolHandler),
             (url_path_join(base, "graph/templates"), GraphTemplatesHandler),
+            (url_path_join(base, "graph/schema"), GraphSchemaHandler),
         ],
     )
     serverapp.log.info(

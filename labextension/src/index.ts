@@ -2,11 +2,7 @@
  * gpupool in JupyterLab: the GPU slice this server holds in the status bar, and the
  * "GPU pool" side panel. Everything comes from the server extension (gpupool/…).
  */
-import {
-  ILabShell,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -37,11 +33,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: '@gpupool/lab:plugin',
   description: 'My GPU slice in the status bar and the GPU pool panel',
   autoStart: true,
-  requires: [ILabShell],
+  // no ILabShell: the side panel goes into any shell with a right area (Notebook 7 too)
   optional: [IStatusBar, ICommandPalette, ILauncher],
   activate: (
     app: JupyterFrontEnd,
-    shell: ILabShell,
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null,
     launcher: ILauncher | null
@@ -49,13 +44,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const model = new PoolModel();
     const panel = new PoolPanel(model);
     panel.title.icon = gpuIcon;
-    shell.add(panel, 'right', { rank: 900 });
+    app.shell.add(panel, 'right', { rank: 900 });
 
     app.commands.addCommand(OPEN, {
       label: 'GPU Pool',
       caption: 'My GPU, my trainings and free capacity in the pool',
       icon: gpuIcon,
-      execute: () => shell.activateById(panel.id)
+      execute: () => app.shell.activateById(panel.id)
     });
     palette?.addItem({ command: OPEN, category: 'GPU pool' });
     launcher?.add({ command: OPEN, category: 'GPU pool', rank: 0 });
@@ -98,6 +93,8 @@ const graphPlugin: JupyterFrontEndPlugin<void> = {
         label: 'Network Graph Editor',
         fileTypes: [FILE_TYPE],
         defaultFor: [FILE_TYPE],
+        // Notebook 7 opens files with the "rendered" default (else the JSON viewer wins)
+        defaultRendered: [FILE_TYPE],
         modelName: 'text'
       },
       loadTemplates

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -190,6 +191,54 @@ def train(steps: int) -> dict:
     }
 
 
+def graph_train(code_file: str, steps: int) -> dict:
+    """The network gpupool wrote as code (to_code) for a 1x28x28 input and 10 classes,
+    trained with Adam to tell apart 10 fixed random 'digits' under noise."""
+    ns: dict = {}
+    exec(compile(Path(code_file).read_text(), code_file, "exec"), ns)
+    (cls,) = [
+        v
+        for v in ns.values()
+        if isinstance(v, type) and issubclass(v, torch.nn.Module) and v is not torch.nn.Module
+    ]
+    torch.manual_seed(0)
+    dev = "cuda"
+    model = cls().to(dev)
+    prototypes = torch.rand(10, 1, 28, 28, device=dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses, correct = [], []
+    warm = 10
+    for step in range(steps):
+        if step == warm:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+        labels = torch.randint(0, 10, (256,), device=dev)
+        x = prototypes[labels] + 0.3 * torch.randn(256, 1, 28, 28, device=dev)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+        correct.append((logits.argmax(1) == labels).float().mean().detach())
+    torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    values = torch.stack(losses).tolist()
+    acc = torch.stack(correct).tolist()
+    _, total = torch.cuda.mem_get_info()
+    return {
+        "class": cls.__name__,
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps": steps,
+        "steps_per_s": (steps - warm) / elapsed,
+        "first_loss": sum(values[:10]) / 10,
+        "last_loss": sum(values[-10:]) / 10,
+        "last_accuracy": sum(acc[-10:]) / 10,
+        "total_mib": total // MiB,
+        "max_reserved_mib": torch.cuda.max_memory_reserved() // MiB,
+    }
+
+
 def hold(mib: int) -> None:
     """Allocate and report, then keep the memory until stdin closes."""
     t, err = try_alloc(mib)
@@ -215,6 +264,8 @@ def main(argv: list[str]) -> None:
         out = burn(float(args[0]))
     elif kind == "train":
         out = train(int(args[0]))
+    elif kind == "graph_train":
+        out = graph_train(args[0], int(args[1]))
     else:
         raise SystemExit(f"unknown workload {kind!r}")
     report(out)

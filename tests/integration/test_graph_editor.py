@@ -57,11 +57,23 @@ def page(browser: Any) -> Iterator[Any]:
     pg = browser.new_page(viewport={"width": 1500, "height": 950})
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
+    PAGE_ERRORS[id(pg)] = errors
     try:
         yield pg
     finally:
         pg.close()
     assert not errors, errors
+
+
+PAGE_ERRORS: dict[int, list[str]] = {}
+
+
+def notebook7_own(error: str) -> bool:
+    """An error Notebook 7.6 raises on its own: thrown in its core bundle, with no frame of
+    ours (@gpupool/lab's bundle, or a widget's module, which anywidget loads as blob:).
+    Seen: settings "reading 'schema'" (also with @gpupool/lab disabled) and
+    "Command 'filebrowser:open-path' not registered" on its /edit page."""
+    return "static/notebook/notebook_core" in error and not re.search(r"gpupool|blob:", error)
 
 
 def node(page: Any, nid: str) -> Any:
@@ -280,6 +292,8 @@ def test_widgets_in_a_notebook_reach_python(lab: Lab, page: Any) -> None:
     )
     page.goto(lab.lab_url("tree/widgets.ipynb"))
     expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(5, timeout=30_000)
+    # the kernel is up before the first cell runs (it starts slowly on a busy machine)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=120_000)
     run_cell(page, 0)
     editor = page.locator(".jp-OutputArea .gp-graph")
     expect(editor.locator(".gp-node")).to_have_count(6, timeout=60_000)
@@ -290,6 +304,13 @@ def test_widgets_in_a_notebook_reach_python(lab: Lab, page: Any) -> None:
     # an edit on the canvas reaches Python: fc2 gives 5 outputs, the module follows
     set_param(page, "fc2", "out_features", "5")
     expect(editor.locator("[data-testid=graph-summary]")).to_contain_text("202,245 parameters")
+    # keys on the canvas are the editor's, not the notebook's command-mode shortcuts
+    node(page, "drop").locator(".gp-node-title").click()
+    page.keyboard.press("Delete")
+    expect(editor.locator(".gp-node")).to_have_count(5)
+    page.keyboard.press("Control+z")
+    expect(editor.locator(".gp-node")).to_have_count(6)
+    expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(5)
     run_cell(page, 1)
     expect(out).to_contain_text("forward (3, 5) 202245", timeout=60_000)
     page.screenshot(path=str(SHOTS / "graph-notebook-widget.png"))
@@ -312,3 +333,45 @@ def test_widgets_in_a_notebook_reach_python(lab: Lab, page: Any) -> None:
     expect(cpu).to_have_attribute("points", re.compile(r"\d+(\.\d+)?,\d"), timeout=30_000)
     page.locator(".gp-monitor").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "graph-gpu-monitor.png"))
+
+
+def test_notebook_7_runs_the_widget_and_opens_graph_files(lab: Lab, page: Any) -> None:
+    """The same extension and widgets in Notebook 7 (its own shell, no launcher)."""
+    from playwright.sync_api import expect
+
+    lab.put(
+        "nb7.ipynb",
+        notebook(
+            "from gpupool.lab.widgets import GraphEditor\ned = GraphEditor(template='lenet', height=380)\ned",
+            "print('params', ed.graph.infer().params)",
+        ),
+    )
+    lab.put("nb7.gpgraph.json", json.dumps(template("resnet").to_json()))
+    page.goto(f"{lab.url}/notebooks/nb7.ipynb?token={lab.token}")
+    expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(2, timeout=60_000)
+    expect(
+        page.locator(".jp-NotebookKernelStatus-fade, .jp-Notebook-ExecutionIndicator").first
+    ).to_be_attached(timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector('.jp-Notebook-ExecutionIndicator')?.getAttribute('data-status') === 'idle'"
+        ' || !!document.querySelector(\'[title*="Kernel Idle"], [data-status="idle"]\')',
+        timeout=120_000,
+    )
+    run_cell(page, 0)
+    editor = page.locator(".jp-OutputArea .gp-graph")
+    expect(editor.locator(".gp-node")).to_have_count(len(template("lenet").nodes), timeout=60_000)
+    set_param(page, "fc3", "out_features", "4")
+    expect(editor.locator("[data-testid=graph-summary]")).to_contain_text("61,196 parameters")
+    run_cell(page, 1)
+    out = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
+    expect(out).to_contain_text("params 61196", timeout=60_000)
+    page.screenshot(path=str(SHOTS / "graph-notebook7-widget.png"))
+
+    page.goto(f"{lab.url}/edit/nb7.gpgraph.json?token={lab.token}")
+    expect(page.locator(".gp-graph .gp-node")).to_have_count(
+        len(template("resnet").nodes), timeout=60_000
+    )
+    expect(page.locator("[data-testid=graph-summary]")).to_contain_text("38,378 parameters")
+    page.screenshot(path=str(SHOTS / "graph-notebook7-file.png"))
+    errors = PAGE_ERRORS[id(page)]
+    errors[:] = [e for e in errors if not notebook7_own(e)]

@@ -93,7 +93,14 @@ def body(resp: Any) -> Any:
 
 
 async def test_every_handler_needs_the_login(jp_fetch, jp_ws_fetch) -> None:  # type: ignore[no-untyped-def]
-    for path in (("status",), ("metrics",), ("pool", "specs")):
+    for path in (
+        ("status",),
+        ("metrics",),
+        ("pool", "specs"),
+        ("pool", "datasets"),
+        ("graph", "templates"),
+        ("graph", "schema"),
+    ):
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch("gpupool", *path, headers={"Authorization": ""})
         assert e.value.code == 403, path
@@ -145,3 +152,27 @@ async def test_pool_proxy_with_the_servers_token(jp_fetch, pool_side) -> None:  
     with pytest.raises(HTTPClientError) as e:
         await jp_fetch("gpupool", "pool", "usage", params={"month": "soon"})
     assert e.value.code == 400
+
+
+async def test_graph_templates_and_schema(jp_fetch) -> None:  # type: ignore[no-untyped-def]
+    from gpupool.lab.graph import load
+
+    templates = body(await jp_fetch("gpupool", "graph", "templates"))
+    assert set(templates) == {"mlp", "lenet", "resnet", "transformer"}
+    assert load(templates["lenet"]).infer().params == 61706
+    schema = body(await jp_fetch("gpupool", "graph", "schema"))
+    assert (
+        schema["$id"] == "urn:gpupool:graph:1"
+        and "Conv2d" in schema["properties"]["nodes"]["items"]["properties"]["type"]["enum"]
+    )
+
+
+async def test_pool_datasets_through_the_proxy(jp_fetch, pool_side) -> None:  # type: ignore[no-untyped-def]
+    got = body(await jp_fetch("gpupool", "pool", "datasets"))["datasets"]
+    assert got[0] == {
+        "name": "digits",
+        "description": "8x8 handwritten digits, 10 classes.",
+        "format": "numpy",
+        "read_only": True,
+        "mount": "/datasets/digits",
+    }

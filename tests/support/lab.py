@@ -58,7 +58,16 @@ class Lab:
             )
         )
         (config / "jupyter_server_config.json").write_text(
-            json.dumps({"ServerApp": {"jpserver_extensions": {"gpupool.lab": True}}})
+            json.dumps(
+                {
+                    "ServerApp": {"jpserver_extensions": {"gpupool.lab": True}},
+                    # the built extension for JupyterLab and for Notebook 7 alike
+                    "LabApp": {"extra_labextensions_path": [str(self.workdir / "labextensions")]},
+                    "JupyterNotebookApp": {
+                        "extra_labextensions_path": [str(self.workdir / "labextensions")]
+                    },
+                }
+            )
         )
         env = {
             **os.environ,
@@ -78,7 +87,6 @@ class Lab:
             f"--port={self.port}",
             f"--ServerApp.root_dir={self.root}",
             f"--IdentityProvider.token={self.token}",
-            f"--LabApp.extra_labextensions_path={self.workdir / 'labextensions'}",
             "--LabApp.news_url=",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--ServerApp.allow_root=True",

@@ -18,7 +18,9 @@ error say so instead of inventing a shape. Shapes leave the batch dimension out.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .layers import LAYERS, LayerError, Result, Shape, as_int, show
@@ -106,13 +108,34 @@ class Graph:
     meta: dict[str, Any] = field(default_factory=dict)  # the editor's view state and notes
 
     def node(self, nid: str) -> Node:
-        for n in self.nodes:
-            if n.id == nid:
-                return n
-        raise KeyError(nid)
+        return self._by_id[nid]
 
     def inputs_of(self, nid: str) -> list[Edge]:
-        return sorted((e for e in self.edges if e.dst == nid), key=lambda e: e.port)
+        """The edges into a node, by port (document order among equal ports)."""
+        return list(self._ins.get(nid, ()))
+
+    def outputs_of(self, nid: str) -> list[Edge]:
+        """The edges out of a node, in document order."""
+        return list(self._outs.get(nid, ()))
+
+    # indexes built once per graph (it is immutable): checking is linear in its size
+    @cached_property
+    def _by_id(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    @cached_property
+    def _ins(self) -> dict[str, list[Edge]]:
+        ins: dict[str, list[Edge]] = {}
+        for e in self.edges:
+            ins.setdefault(e.dst, []).append(e)
+        return {k: sorted(v, key=lambda e: e.port) for k, v in ins.items()}
+
+    @cached_property
+    def _outs(self) -> dict[str, list[Edge]]:
+        outs: dict[str, list[Edge]] = {}
+        for e in self.edges:
+            outs.setdefault(e.src, []).append(e)
+        return outs
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -233,23 +256,23 @@ def _order(g: Graph) -> list[str]:
     incoming = {n.id: 0 for n in g.nodes}
     for e in g.edges:
         incoming[e.dst] += 1
-    ready = [n.id for n in g.nodes if incoming[n.id] == 0]
+    ready = deque(n.id for n in g.nodes if incoming[n.id] == 0)
     out: list[str] = []
     while ready:
-        nid = ready.pop(0)
+        nid = ready.popleft()
         out.append(nid)
-        for e in g.edges:
-            if e.src == nid:
-                incoming[e.dst] -= 1
-                if incoming[e.dst] == 0:
-                    ready.append(e.dst)
+        for e in g.outputs_of(nid):
+            incoming[e.dst] -= 1
+            if incoming[e.dst] == 0:
+                ready.append(e.dst)
     return out
 
 
 def infer(g: Graph) -> Inference:
     order = _order(g)
     info: dict[str, NodeInfo] = {}
-    cyclic = [n.id for n in g.nodes if n.id not in order]
+    ordered = set(order)
+    cyclic = [n.id for n in g.nodes if n.id not in ordered]
     for nid in cyclic:
         info[nid] = NodeInfo(error="part of a cycle: a network's connections must not loop back")
     for nid in order:

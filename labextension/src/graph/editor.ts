@@ -89,6 +89,9 @@ export class GraphEditor {
   private history = new History();
   private selection: Selection = null;
   private view = { x: 0, y: 0, k: 1 };
+  /** fit the graph to the canvas as it resizes, until the user zooms or pans */
+  private autoFit = true;
+  private resizeObserver: ResizeObserver | null = null;
   private readOnlyFlag: boolean;
   private svgEl: SVGSVGElement;
   private viewport: SVGGElement;
@@ -183,6 +186,10 @@ export class GraphEditor {
     this.svgEl.appendChild(this.viewport);
     this.svgEl.appendChild(this.draft);
     canvas.appendChild(this.svgEl);
+    if (typeof ResizeObserver !== 'undefined') {
+      this.resizeObserver = new ResizeObserver(() => this.autoFit && this.fit(true));
+      this.resizeObserver.observe(canvas);
+    }
     canvas.addEventListener('dragover', e => {
       if (!this.readOnlyFlag) {
         e.preventDefault();
@@ -350,6 +357,7 @@ export class GraphEditor {
 
   // -- view -----------------------------------------------------------------------------
   zoomBy(factor: number, cx?: number, cy?: number): void {
+    this.autoFit = false;
     const rect = this.svgEl.getBoundingClientRect();
     const px = cx ?? rect.width / 2;
     const py = cy ?? rect.height / 2;
@@ -363,7 +371,11 @@ export class GraphEditor {
     return this.view.k;
   }
 
-  fit(): void {
+  /** Show the whole graph; `auto`: a resize asked, the user did not. */
+  fit(auto = false): void {
+    if (!auto) {
+      this.autoFit = true; // the Fit button turns fitting on resize back on
+    }
     const rect = this.svgEl.getBoundingClientRect();
     if (!this.g.nodes.length || !rect.width) {
       this.view = { x: 0, y: 0, k: 1 };
@@ -432,6 +444,7 @@ export class GraphEditor {
       return;
     }
     if (g.kind === 'pan') {
+      this.autoFit = false;
       this.view.x = g.vx + e.clientX - g.x;
       this.view.y = g.vy + e.clientY - g.y;
       this.placeViewport();
@@ -565,9 +578,9 @@ export class GraphEditor {
     this.redoButton.disabled = !this.history.canRedo || this.readOnlyFlag;
   }
 
+  /** The canvas from the current inference (a move changes no shape: no re-inference). */
   private renderCanvas(): void {
-    const inf = infer(this.g);
-    this.inf = inf;
+    const inf = this.inf;
     this.viewport.replaceChildren();
     this.placeViewport();
     const edges = svg('g', { class: 'gp-edges' });
@@ -763,6 +776,7 @@ export class GraphEditor {
   }
 
   dispose(): void {
+    this.resizeObserver?.disconnect();
     this.node.remove();
   }
 }

@@ -232,21 +232,33 @@ export function inputsOf(g: Graph, nid: string): GraphEdge[] {
   return g.edges.filter(e => e.to === nid).sort((a, b) => (a.port ?? 0) - (b.port ?? 0));
 }
 
-function topoOrder(g: Graph): string[] {
-  const incoming: Record<string, number> = {};
-  g.nodes.forEach(n => (incoming[n.id] = 0));
-  g.edges.forEach(e => (incoming[e.to] += 1));
-  const ready = g.nodes.filter(n => incoming[n.id] === 0).map(n => n.id);
+/** Each node's incoming edges (by port, then document order) and outgoing edges
+ * (document order), built once: inference is linear in the size of the graph. */
+function adjacency(g: Graph): { ins: Map<string, GraphEdge[]>; outs: Map<string, GraphEdge[]> } {
+  const ins = new Map<string, GraphEdge[]>(g.nodes.map(n => [n.id, []]));
+  const outs = new Map<string, GraphEdge[]>(g.nodes.map(n => [n.id, []]));
+  for (const e of g.edges) {
+    ins.get(e.to)?.push(e);
+    outs.get(e.from)?.push(e);
+  }
+  ins.forEach(list => list.sort((a, b) => (a.port ?? 0) - (b.port ?? 0)));
+  return { ins, outs };
+}
+
+/** Kahn's algorithm; the ready queue in document order, as the Python does it. */
+function topoOrder(g: Graph, outs: Map<string, GraphEdge[]>): string[] {
+  const incoming = new Map<string, number>(g.nodes.map(n => [n.id, 0]));
+  g.edges.forEach(e => incoming.set(e.to, (incoming.get(e.to) ?? 0) + 1));
+  const ready = g.nodes.filter(n => incoming.get(n.id) === 0).map(n => n.id);
   const out: string[] = [];
-  while (ready.length) {
-    const nid = ready.shift() as string;
+  for (let head = 0; head < ready.length; head++) {
+    const nid = ready[head];
     out.push(nid);
-    for (const e of g.edges) {
-      if (e.from === nid) {
-        incoming[e.to] -= 1;
-        if (incoming[e.to] === 0) {
-          ready.push(e.to);
-        }
+    for (const e of outs.get(nid) ?? []) {
+      const left = (incoming.get(e.to) ?? 0) - 1;
+      incoming.set(e.to, left);
+      if (left === 0) {
+        ready.push(e.to);
       }
     }
   }
@@ -262,7 +274,8 @@ const info = (error: string, resolved: Params = {}): NodeInfo => ({
 });
 
 export function infer(g: Graph): Inference {
-  const order = topoOrder(g);
+  const { ins: incoming, outs } = adjacency(g);
+  const order = topoOrder(g, outs);
   const nodes: Record<string, NodeInfo> = {};
   const inOrder = new Set(order);
   for (const n of g.nodes) {
@@ -281,7 +294,7 @@ export function infer(g: Graph): Inference {
       nodes[nid] = info(errorText(e));
       continue;
     }
-    const ins = inputsOf(g, nid);
+    const ins = incoming.get(nid) ?? [];
     const [lo, hi] = layer.inputs;
     if (ins.length < lo || (hi !== null && ins.length > hi)) {
       const want = lo === hi ? `${lo}` : hi === null ? `at least ${lo}` : `${lo} to ${hi}`;

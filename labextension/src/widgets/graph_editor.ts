@@ -8,6 +8,9 @@ import { RenderProps } from './anywidget';
 
 function render({ model, el }: RenderProps): () => void {
   el.classList.add('gp-graph-widget');
+  // keys typed on the canvas (Delete, Ctrl+Z) are the editor's, not the notebook's
+  // command-mode shortcuts (D,D deletes a cell, Z undoes a cell operation)
+  el.setAttribute('data-lm-suppress-shortcuts', 'true');
   el.style.height = `${model.get('height')}px`;
   el.style.border = '1px solid var(--jp-border-color2, #ddd)';
   let editor: GraphEditor;
