@@ -6,11 +6,15 @@
 # - singleuser (default): JupyterLab, jupyterhub-singleuser (the JupyterHub version of
 #   this checkout's venv) and gpupool from this checkout, in a venv at /opt/gpupool, user
 #   jovyan (uid 1000);
-# - agent: gpupool-agent (gpupool[agent] from this checkout), user 10001.
+# - agent: gpupool-agent (gpupool[agent] from this checkout), user 10001;
+# - trainer: the single-user image (built first, --singleuser TAG) plus PyTorch and
+#   Pillow, for trainings (gpupool-train, torchrun). PyTorch comes from $GPUPOOL_TORCH_WHEEL,
+#   else a torch-*-cp311 wheel in $PIP_FIND_LINKS or /opt/wheels, else TORCH_SPEC
+#   (default "torch") from the index.
 #
 #   --host URL     the engine (default $DOCKER_HOST or unix:///var/run/docker.sock); for a
 #                  TLS engine also set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH
-#   --image NAME   singleuser or agent
+#   --image NAME   singleuser, agent or trainer
 #   --tag TAG      default gpupool/<image>:latest
 #   --base IMAGE   default $GPUPOOL_BASE_IMAGE or gpupool/base:bookworm, which images/base.sh
 #                  makes with debootstrap if the engine lacks it. A real GPU deployment
@@ -47,6 +51,8 @@ DOCKER="${GPUPOOL_DOCKER:-docker}"
 CACHE="${GPUPOOL_CACHE_DIR:-/var/cache/gpupool}"
 JUPYTERLAB_SPEC="${JUPYTERLAB_SPEC:-jupyterlab>=4,<5}"
 HASH_LABEL="org.gpupool.build-hash"
+SINGLEUSER="gpupool/singleuser:latest"
+TORCH_SPEC="${TORCH_SPEC:-torch}"
 
 say() { printf '\033[1m[gpupool build]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[gpupool build] error:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -61,6 +67,8 @@ while [ $# -gt 0 ]; do
         --tag=*) TAG="${1#*=}"; shift ;;
         --base) BASE="$2"; shift 2 ;;
         --base=*) BASE="${1#*=}"; shift ;;
+        --singleuser) SINGLEUSER="$2"; shift 2 ;;
+        --singleuser=*) SINGLEUSER="${1#*=}"; shift ;;
         --force) FORCE=1; shift ;;
         --print-hash) PRINT_HASH=1; shift ;;
         -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -68,8 +76,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$IMAGE" in
-    singleuser|agent) ;;
-    *) die "--image $IMAGE: no such image; allowed: singleuser, agent" ;;
+    singleuser|agent|trainer) ;;
+    *) die "--image $IMAGE: no such image; allowed: singleuser, agent, trainer" ;;
 esac
 TAG="${TAG:-gpupool/$IMAGE:latest}"
 IMAGE_DIR="$HERE/$IMAGE"
@@ -103,7 +111,28 @@ src_files() {
         ! -name '*.pyc' ! -name '*.pyo' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z)
 }
 
+torch_wheel() {
+    # the CPU wheel this machine has for the image's Python (Debian bookworm: 3.11)
+    if [ -n "${GPUPOOL_TORCH_WHEEL:-}" ]; then echo "$GPUPOOL_TORCH_WHEEL"; return; fi
+    local d
+    for d in ${PIP_FIND_LINKS:-} /opt/wheels; do
+        d="${d#file://}"
+        ls "$d"/torch-*-cp311-*.whl 2>/dev/null | head -1 && return
+    done
+    return 0
+}
+
 build_hash() {
+    if [ "$IMAGE" = trainer ]; then
+        # the single-user image it is built on, by that image's own hash
+        {
+            echo "gpupool-trainer v1"
+            bash "$0" --image singleuser --base "$BASE" --print-hash
+            echo "torch=$(basename "$(torch_wheel)" 2>/dev/null) spec=$TORCH_SPEC"
+            cat "$IMAGE_DIR"/* | sha256sum
+        } | sha256sum | cut -c1-16
+        return
+    fi
     {
         echo "gpupool-$IMAGE v1"
         echo "base=$BASE"
@@ -129,7 +158,9 @@ if [ -z "$FORCE" ] && [ "$have" = "$HASH" ]; then
     exit 0
 fi
 
-if [ "$BASE" = "$DEFAULT_BASE" ] || [[ "$BASE" == gpupool/base:* ]]; then
+if [ "$IMAGE" = trainer ]; then
+    bash "$0" --image singleuser --host "$HOST" --base "$BASE" --tag "$SINGLEUSER"
+elif [ "$BASE" = "$DEFAULT_BASE" ] || [[ "$BASE" == gpupool/base:* ]]; then
     GPUPOOL_DOCKER="$DOCKER" bash "$HERE/base.sh" --host "$HOST" --tag "$BASE"
 fi
 
@@ -244,7 +275,11 @@ CA="$(pip_setting cert)"
 # ------------------------------------------------------------------ context and build
 CTX="$(mktemp -d)"
 cp "$IMAGE_DIR"/* "$CTX/"
-mkdir "$CTX/src"
+mkdir "$CTX/src" "$CTX/wheels"
+if [ "$IMAGE" = trainer ]; then
+    wheel="$(torch_wheel)"
+    if [ -n "$wheel" ]; then cp "$wheel" "$CTX/wheels/"; say "PyTorch from $wheel"; fi
+fi
 (cd "$ROOT" && src_files | xargs -0 cp --parents -t "$CTX/src")
 # gpupool's runtime dependencies, for the image's cached dependency layer
 # (the single-user image also gets the `lab` extra: jupyter-server, nvidia-ml-py)
@@ -281,6 +316,8 @@ if ! dk build --network host \
         --build-arg "JUPYTERLAB_SPEC=$JUPYTERLAB_SPEC" \
         --build-arg "PIP_INDEX_URL=$INDEX_URL" \
         --build-arg "PIP_EXTRA_INDEX_URL=$EXTRA_INDEX_URL" \
+        --build-arg "SINGLEUSER=$SINGLEUSER" \
+        --build-arg "TORCH_SPEC=$TORCH_SPEC" \
         --label "$HASH_LABEL=$HASH" \
         --label "org.gpupool.base=$BASE" \
         --label "org.gpupool.jupyterhub=$JUPYTERHUB_VERSION" \

@@ -143,8 +143,13 @@ def build_container(
     cache_root: str | None = None,
     pool_url: str = "",  # the pool API as the server reaches it (GPUPOOL_API_URL)
     datasets: tuple[Dataset, ...] = (),  # the catalog's, mounted at /datasets/<name>
+    kind: str = "notebook",  # notebook | training (the label the reconciler and pages read)
+    name: str | None = None,  # default: container_name(user, server)
+    extra_labels: dict[str, str] | None = None,  # io.gpupool.* labels of the caller's own
+    read_only_datasets: bool = False,  # mount every dataset read-only whatever the catalog says
 ) -> ContainerPlan:
-    """The container for one server: pure, deterministic, and the only place that decides it."""
+    """The container for one server or training: pure, deterministic, and the only place
+    that decides it."""
     bad = sorted(k for k in hub_env if PROTECTED_ENV.match(k))
     if bad:
         raise UnsafeEnvironment(
@@ -154,7 +159,7 @@ def build_container(
         raise ValueError(
             f"spec {spec.slug} needs {spec.gpus} GPUs, the reservation holds {len(gpus)}"
         )
-    name = container_name(user, server)
+    name = name or container_name(user, server)
     env = dict(hub_env)
     env.update(
         {
@@ -184,7 +189,8 @@ def build_container(
     for d in datasets:
         # the catalog names the host path (checked: absolute, no '..'); users only pick
         # among these by name, in the container
-        binds[d.path] = {"bind": f"{DATASETS_ROOT}/{d.name}", "mode": "ro" if d.read_only else "rw"}
+        ro = d.read_only or read_only_datasets
+        binds[d.path] = {"bind": f"{DATASETS_ROOT}/{d.name}", "mode": "ro" if ro else "rw"}
     if datasets:
         env["GPUPOOL_DATASETS"] = DATASETS_ROOT
     uuids = [g.uuid for g in gpus]
@@ -228,10 +234,14 @@ def build_container(
         f"{LABEL}.owner": user,
         f"{LABEL}.server": server,
         f"{LABEL}.reservation": reservation_id,
-        f"{LABEL}.kind": "notebook",
+        f"{LABEL}.kind": kind,
         f"{LABEL}.spec": spec.slug,
         f"{LABEL}.node": node.name,
     }
+    for key, value in (extra_labels or {}).items():
+        if not key.startswith(f"{LABEL}.") or key in labels:
+            raise ValueError(f"extra label {key!r}: must be a new {LABEL}.* label")
+        labels[key] = value
     return ContainerPlan(
         name=name,
         image=image.reference,

@@ -32,6 +32,7 @@ from .models import (
     Quotas,
     Spec,
     Tls,
+    TrainingSettings,
 )
 from .schema import FILES, REQUIRED_FILES, SLUG_HELP
 from .units import parse_size_mib
@@ -361,6 +362,7 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
             description=im.get("description", ""),
             gpu=im.get("gpu", True),
             slicing=im.get("slicing", True),
+            training=im.get("training", False),
         )
         for im in docs.get("images.yaml", {}).get("images", [])
     ]
@@ -401,6 +403,12 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
             f"culling.gpu_idle_timeout ({culling.gpu_idle_timeout:g} s): the notice comes "
             "before the stop"
         )
+    trainings = TrainingSettings(**pool_doc.get("trainings", {}))
+    if trainings.default_run_time > trainings.max_run_time:
+        ck.problems.append(
+            f"pool.yaml: trainings.default_run_time: {trainings.default_run_time:g} s is more "
+            f"than trainings.max_run_time ({trainings.max_run_time:g} s)"
+        )
     qdoc = pool_doc.get("quotas", {})
 
     def quota(where: str, q: dict[str, Any]) -> Quota:
@@ -422,6 +430,7 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
         health=health,
         alerts=AlertSettings(**pool_doc.get("alerts", {})),
         culling=culling,
+        trainings=trainings,
         node_policy=sched.get("node_policy", "binpack"),
         gpu_policy=sched.get("gpu_policy", "binpack"),
         database_url=pool_doc.get("database_url"),

@@ -71,6 +71,7 @@ class Image:
     description: str = ""
     gpu: bool = True
     slicing: bool = True
+    training: bool = False  # has gpupool-train and PyTorch: may run trainings
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,24 @@ class CullingSettings:
 
 
 @dataclass(frozen=True)
+class TrainingSettings:
+    """The trainings queue (see gpupool.pool.trainings.queue) and dispatcher."""
+
+    per_user_running: int = 2  # trainings of one user running at once
+    aging_seconds: float = 1800.0  # waiting this long raises the priority by one
+    hold_after: float = 900.0  # a training waiting this long for capacity holds those behind
+    max_attempts: int = 3  # starts of one training (the first and the retries)
+    default_run_time: float = 86400.0
+    max_run_time: float = 7 * 86400.0
+    requeue_after: float = 60.0  # a training on a node down this long is resumed elsewhere
+    poll_interval: float = 2.0
+    fair_share_days: float = 7.0
+    max_checkpoint_mib: int = 4096  # larger checkpoints stay in the home folder only
+    max_log_mib: int = 16
+    max_priority_user: int = 0  # users may ask for at most this priority; admins up to 10
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     webhook: str | None = None
     gpu_temperature: int = 85
@@ -237,6 +256,7 @@ class PoolSettings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     culling: CullingSettings = field(default_factory=CullingSettings)
     quotas: Quotas = field(default_factory=Quotas)
+    trainings: TrainingSettings = field(default_factory=TrainingSettings)
 
 
 @dataclass(frozen=True)
@@ -254,6 +274,10 @@ class Catalog:
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)
+
+    def training_images(self, spec: Spec) -> tuple[Image, ...]:
+        """Images that may run a training on this spec (``training: true`` ones)."""
+        return tuple(i for i in self.images_for(spec) if i.training)
 
     def images_for(self, spec: Spec) -> tuple[Image, ...]:
         """Images a spec may run: those it names, else those whose kind suits it."""

@@ -75,6 +75,10 @@ IMAGE: dict[str, Any] = {
         "description": {"type": "string"},
         "gpu": {"type": "boolean"},
         "slicing": {"type": "boolean"},
+        "training": {
+            "type": "boolean",
+            "description": "runs trainings: has gpupool-train and PyTorch (the trainer image)",
+        },
     },
 }
 
@@ -233,6 +237,25 @@ POOL: dict[str, Any] = {
                 "default": QUOTA,
                 "groups": {"type": "object", "additionalProperties": QUOTA},
                 "users": {"type": "object", "additionalProperties": QUOTA},
+            },
+        },
+        "trainings": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "the trainings queue and dispatcher (times in seconds)",
+            "properties": {
+                "per_user_running": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "aging_seconds": {"type": "number", "minimum": 1, "maximum": 30 * 86400},
+                "hold_after": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
+                "default_run_time": {"type": "number", "minimum": 60, "maximum": 90 * 86400},
+                "max_run_time": {"type": "number", "minimum": 60, "maximum": 90 * 86400},
+                "requeue_after": {"type": "number", "minimum": 0, "maximum": 86400},
+                "poll_interval": {"type": "number", "minimum": 0.1, "maximum": 600},
+                "fair_share_days": {"type": "number", "minimum": 0.01, "maximum": 365},
+                "max_checkpoint_mib": {"type": "integer", "minimum": 1, "maximum": 1048576},
+                "max_log_mib": {"type": "integer", "minimum": 1, "maximum": 10240},
+                "max_priority_user": {"type": "integer", "minimum": -10, "maximum": 10},
             },
         },
         "admins": _PEOPLE,

@@ -45,6 +45,7 @@ class PoolContext:
         self.ledger = ledger
         self.hub_auth = hub_auth
         self.monitor: Any = None  # the health monitor (health.Monitor), set by the service
+        self.trainings: Any = None  # the trainings dispatcher (trainings.dispatch), likewise
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-ledger")
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -176,6 +177,7 @@ class RootHandler(BaseHandler):
                 "links": [
                     "specs",
                     "datasets",
+                    "trainings",
                     "reservations",
                     "nodes",
                     "health",
@@ -425,6 +427,7 @@ class NodeDrainHandler(BaseHandler):
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     from .datasets_api import dataset_routes
     from .health_api import health_routes
+    from .trainings.api import training_routes
     from .usage_api import usage_routes
 
     api = prefix.rstrip("/") + "/api"
@@ -432,6 +435,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         *health_routes(api),
         *usage_routes(api),
         *dataset_routes(api),
+        *training_routes(api),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),
         (rf"{api}/?", RootHandler),
         (rf"{api}/openapi\.json", OpenApiHandler),

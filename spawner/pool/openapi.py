@@ -195,6 +195,15 @@ SCHEMAS: dict[str, Any] = {
 
 
 def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
+    from .trainings.api import OPENAPI_PATHS, OPENAPI_SCHEMAS
+
+    doc = _document(prefix)
+    doc["components"]["schemas"] = {**SCHEMAS, **OPENAPI_SCHEMAS}
+    doc["paths"].update(OPENAPI_PATHS)
+    return doc
+
+
+def _document(prefix: str) -> dict[str, Any]:
     server = prefix.rstrip("/") + "/api"
     return {
         "openapi": "3.1.0",

@@ -30,6 +30,8 @@ from .idle import IdleCuller
 from .ledger import Ledger
 from .pages import page_routes
 from .scheduler import POLICIES
+from .trainings.dispatch import Dispatcher
+from .trainings.store import TrainingStore
 
 
 def default_state_dir() -> Path:
@@ -128,6 +130,24 @@ class PoolService(Application):
             "no",
         )
 
+    trainings_dir = Unicode(
+        help="""Folder where the pool keeps what trainings must not lose with a node: each
+        training's last checkpoint (copied out of its container after every epoch, put back
+        into the next container when it resumes elsewhere) and its log. Defaults to
+        $GPUPOOL_STATE_DIR/trainings.""",
+    ).tag(config=True)
+
+    @default("trainings_dir")
+    def _trainings_dir_default(self) -> str:
+        return str(default_state_dir() / "trainings")
+
+    hami_cache_root = Unicode(
+        "",
+        help="""Host folder (on every node) under which each sliced training gets its own
+        HAMi-core shared-cache folder; the same as GpuPoolSpawner.hami_cache_root. Empty:
+        'containers/' beside the node's libvgpu.so.""",
+    ).tag(config=True)
+
     aliases = {
         "config-dir": "PoolService.config_dir",
         "db": "PoolService.database_url",
@@ -171,6 +191,23 @@ class PoolService(Application):
             catalog, self.ledger, ctx.run, self.alerts, log=self.log, culler=culler
         )
         ctx.monitor = self.monitor
+        monitor = self.monitor
+
+        def node_health(name: str) -> tuple[str, float | None]:
+            h = monitor.nodes.get(name)
+            return (h.state, h.down_since) if h is not None else ("unknown", None)
+
+        self.dispatcher = Dispatcher(
+            catalog,
+            self.ledger,
+            TrainingStore(self.ledger.engine),
+            ctx.run,
+            artifacts=Path(self.trainings_dir),
+            node_health=node_health,
+            hami_cache_root=self.hami_cache_root or None,
+            log=self.log,
+        )
+        ctx.trainings = self.dispatcher
         self.log.info(
             "pool: %d nodes, %d GPUs, %d specs, %d active reservations, ledger %s, policies node=%s gpu=%s",
             len(catalog.nodes),
@@ -231,8 +268,10 @@ class PoolService(Application):
             loop.add_signal_handler(sig, stop.set)
         if self.watch_nodes:
             self.monitor.start()
+            self.dispatcher.start()
         await stop.wait()
         server.stop()
+        await self.dispatcher.stop()
         await self.monitor.stop()
         self.ledger.close()
 

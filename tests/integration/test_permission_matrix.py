@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from gpupool.lab.graph.templates import mlp
 from gpupool.pool.admin_pages import admin_routes
 from gpupool.pool.openapi import openapi_document
 from gpupool.pool.pages import page_routes
@@ -41,6 +42,8 @@ READ = row(200, 200, 200, 200, 200, 200, 403, 401)  # anyone of the pool
 OWN_A = row(200, 200, 404, 200, 200, 200, 403, 401)  # alice's object: B gets 404
 OBSERVE = row(200, 403, 403, 200, 200, 403, 403, 401)
 ADMIN = row(200, 403, 403, 403, 403, 403, 403, 401)
+
+TRAINING = {"graph": mlp(inputs=64, hidden=8).to_json(), "dataset": "digits", "spec": "cpu-1"}
 
 # (method, path template, body) -> codes; {a} is a reservation of alice's, {b} a fresh one
 # of bob's for each caller (so a DELETE or release by one caller leaves the next one's)
@@ -78,6 +81,15 @@ API: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/usage?user=alice", None, OWN_A),
     ("GET", "/usage?all=1", None, READ),  # users see their own; observers everyone's
     ("GET", "/usage.csv", None, OBSERVE),
+    # trainings: {ta} is alice's, {tb} a fresh one of bob's for each caller (all stay queued:
+    # this hub watches no engines, so nothing dispatches them)
+    ("GET", "/trainings", None, READ),
+    ("GET", "/trainings?state=queued", None, READ),
+    ("POST", "/trainings", TRAINING, row(201, 201, 201, 201, 403, 201, 403, 401)),
+    ("GET", "/trainings/{ta}", None, OWN_A),
+    ("GET", "/trainings/{ta}/metrics", None, OWN_A),
+    ("GET", "/trainings/{ta}/logs", None, OWN_A),
+    ("POST", "/trainings/{tb}/cancel", None, row(202, 404, 202, 403, 403, 404, 403, 401)),
 ]
 
 # pages log in through the hub: a browser without a login is sent to it (302); a token
@@ -128,6 +140,7 @@ def test_every_route_has_a_row() -> None:
     in_table = {
         re.sub(r"\?.*", "", p).replace("{a}", "{id}").replace("{b}", "{id}") for _, p, _, _ in API
     }
+    in_table = {p.replace("{ta}", "{id}").replace("{tb}", "{id}") for p in in_table}
     in_table = {re.sub(r"/nodes/node-[ab]", "/nodes/{name}", p) for p in in_table}
     in_table = {p.replace("/specs/a100-40g", "/specs/{slug}") for p in in_table}
     in_table = {re.sub(r"/datasets/[\w-]+", "/datasets/{name}", p) for p in in_table}
@@ -152,17 +165,30 @@ def test_the_matrix(hub: Hub, tokens: dict[str, str | None]) -> None:
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
+    def submit(token: str | None) -> str:
+        r = requests.post(
+            f"{hub.pool}/trainings",
+            headers={"Authorization": f"token {token}"},
+            json=TRAINING,
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
     made: list[str] = []
     fresh_b: Callable[[], str] = lambda: made.append(reserve(tokens["b"], "cpu-1")) or made[-1]  # noqa: E731
+    a_training = submit(tokens["a"])
     a_res = reserve(tokens["a"])
     made.append(a_res)
     wrong: list[str] = []
     try:
         for method, path, body, want in API:
             for who in COLS:
-                p = path.replace("{a}", a_res)
+                p = path.replace("{a}", a_res).replace("{ta}", a_training)
                 if "{b}" in p:
                     p = p.replace("{b}", fresh_b())
+                if "{tb}" in p:
+                    p = p.replace("{tb}", submit(tokens["b"]))
                 got = send(hub, method, f"{hub.pool}{p}", tokens[who], body)
                 if got != want[who]:
                     wrong.append(f"{method} api{p} as {who}: {got}, intended {want[who]}")

@@ -670,11 +670,11 @@ def image_info(engine: Engine, tag: str) -> tuple[str, str] | None:
     return image_id, label.strip()
 
 
-def build_hash(**build_env: str) -> str:
-    """The hash of the single-user image's build inputs (``images/build.sh --print-hash``,
+def build_hash(image: str = "singleuser", **build_env: str) -> str:
+    """The hash of an image's build inputs (``images/build.sh --image IMAGE --print-hash``,
     the value of its ``org.gpupool.build-hash`` label)."""
     r = subprocess.run(
-        ["bash", str(BUILD_SH), "--print-hash"],
+        ["bash", str(BUILD_SH), "--image", image, "--print-hash"],
         capture_output=True,
         text=True,
         env={**os.environ, **build_env},
@@ -733,7 +733,11 @@ def _slug(tag: str) -> str:
 
 
 def image_tarball(
-    tag: str = SINGLEUSER_TAG, *, builder: Engine | None = None, **build_env: str
+    tag: str = SINGLEUSER_TAG,
+    *,
+    builder: Engine | None = None,
+    image: str = "singleuser",
+    **build_env: str,
 ) -> Path:
     """``docker save`` of the current ``tag`` in GPUPOOL_CACHE_DIR/images (built if missing).
 
@@ -741,7 +745,7 @@ def image_tarball(
     ``gpupool-builder`` (started for the build, stopped after) whose persistent data-root
     keeps the build cache, so a change to gpupool's code rebuilds in seconds and the test
     engines' names do not matter. Older tarballs of the same tag are removed."""
-    want = build_hash(**build_env)
+    want = build_hash(image, **build_env)
     folder = CACHE_DIR / "images"
     folder.mkdir(parents=True, exist_ok=True)
     tarball = folder / f"{_slug(tag)}-{want}.tar"
@@ -754,7 +758,7 @@ def image_tarball(
         eng = builder if builder is not None else Engine(BUILDER_NAME, clean=False)
         try:
             eng.start()
-            build_image(eng, tag, **build_env)
+            build_image(eng, tag, image=image, **build_env)
             info = image_info(eng, tag)
             if info is None or info[1] != want:
                 raise RuntimeError(f"{tag} on {eng.name} after the build: {info}, want {want}")
@@ -778,6 +782,7 @@ def ensure_image(
     tag: str = SINGLEUSER_TAG,
     *,
     builder: Engine | None = None,
+    image: str = "singleuser",
     **build_env: str,
 ) -> str:
     """Make the current ``tag`` (the single-user image, by default) present on every
@@ -791,11 +796,11 @@ def ensure_image(
     engs = [engines] if isinstance(engines, Engine) else list(engines)
     if not engs:
         raise ValueError("no engines")
-    want = build_hash(**build_env)
+    want = build_hash(image, **build_env)
     infos = {e.name: image_info(e, tag) for e in engs}
     stale = [e for e in engs if not (i := infos[e.name]) or i[1] != want]
     if stale:
-        tarball = image_tarball(tag, builder=builder, **build_env)
+        tarball = image_tarball(tag, builder=builder, image=image, **build_env)
         for e in stale:
             old = infos[e.name]
             e.docker("load", "-q", "-i", str(tarball), timeout=600)

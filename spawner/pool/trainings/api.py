@@ -1,0 +1,349 @@
+"""REST API of trainings, under ``<prefix>/api/trainings``.
+
+POST submits (the widget, the lab's launcher, ``gpupool train submit`` and curl all send
+the same document, see request.py); GET lists and shows, with the queue position and why
+a training waits; ``metrics`` and ``logs`` follow a running one; ``cancel`` stops it.
+A training of another user answers 404, exactly as one that does not exist (observers
+and admins see all; only its owner and admins cancel).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from ...lab.train.job import TrainingError
+from ..api import ID_RE, ApiError, BaseHandler
+from ..tables import utcnow
+from .request import QuotaRefusal, check_quota, check_request
+from .store import ACTIVE, ENDED, STATES, Training
+
+TID_RE = ID_RE  # any id-like string: an unknown one answers 404 like a foreign one
+MAX_TAIL = 10_000
+STATE_FILTERS = {"queued": ("queued",), "active": ACTIVE, "ended": ENDED}
+
+
+class TrainingBase(BaseHandler):
+    @property
+    def dispatcher(self) -> Any:
+        return self.ctx.trainings
+
+    @property
+    def store(self) -> Any:
+        return self.ctx.trainings.store
+
+    async def _find(self, tid: str) -> Training:
+        t = await self.ctx.run(self.store.get, tid)
+        if t is None or not self.caller.may_see(t.owner):
+            raise ApiError(404, f"no training {tid!r}")
+        return t
+
+    def view(self, t: Training) -> dict[str, Any]:
+        out = t.to_json()
+        if t.state == "queued":
+            out["queue_position"] = self.dispatcher.positions.get(t.id)
+        return out
+
+
+class TrainingsHandler(TrainingBase):
+    async def get(self) -> None:
+        owner = self.get_argument("owner", None)
+        state = self.get_argument("state", "all")
+        if state not in ("all", *STATE_FILTERS, *STATES):
+            allowed = ", ".join(["all", *STATE_FILTERS, *STATES])
+            raise ApiError(400, f"state {state!r}; allowed: {allowed}")
+        states = None if state == "all" else STATE_FILTERS.get(state, (state,))
+        if not (self.caller.can_observe or self.caller.acts_for_others):
+            if owner not in (None, self.caller.name):
+                raise ApiError(404, f"no user {owner!r}")
+            owner = self.caller.name
+        found = await self.ctx.run(self.store.list, owner, states)
+        self.send({"trainings": [self.view(t) for t in found]})
+
+    async def post(self) -> None:
+        if not self.caller.can_use:
+            raise ApiError(403, "submitting a training needs the scope custom:gpupool:use")
+        data = self._json()
+        try:
+            sub = check_request(
+                data, self.ctx.catalog, groups=self.caller.groups, is_admin=self.caller.is_admin
+            )
+            check_quota(self.ctx.catalog, self.caller.name, self.caller.groups, sub.spec)
+        except QuotaRefusal as e:
+            raise ApiError(403, str(e), reason="quota") from None
+        except TrainingError as e:
+            raise ApiError(400, str(e)) from None
+        settings = self.ctx.catalog.pool.trainings
+        tid = "t-" + secrets.token_hex(6)
+        t = await self.ctx.run(
+            self.store.add,
+            id=tid,
+            owner=self.caller.name,
+            name=sub.name,
+            kind=sub.kind,
+            state="queued",
+            spec=sub.spec.slug,
+            image=sub.image,
+            dataset=sub.dataset,
+            request=sub.request_json(),
+            priority=sub.priority,
+            processes=sub.processes,
+            max_run_seconds=sub.max_run_seconds,
+            max_attempts=settings.max_attempts,
+            attempt=0,
+            submitted_at=utcnow(),
+            run_seconds=0.0,
+            log_cursor=0,
+            message="queued",
+            cancel_requested=False,
+        )
+        self.dispatcher.wake()
+        self.set_header("Location", f"trainings/{tid}")
+        self.send(self.view(t), status=201)
+
+    def _json(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as e:
+            raise ApiError(400, f"request body is not JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return data
+
+
+class TrainingHandler(TrainingBase):
+    async def get(self, tid: str) -> None:
+        t = await self._find(tid)
+        out = self.view(t)
+        out["latest"] = {
+            kind: await self.ctx.run(self.store.last_event, tid, kind) for kind in ("step", "epoch")
+        }
+        out["attempts"] = await self.ctx.run(self.store.attempts, tid)
+        self.send(out)
+
+
+class TrainingMetricsHandler(TrainingBase):
+    async def get(self, tid: str) -> None:
+        t = await self._find(tid)
+        try:
+            since = int(self.get_argument("since", "0"))
+        except ValueError:
+            raise ApiError(400, "since: the seq of the last record you have (an integer)") from None
+        kinds_arg = self.get_argument("kinds", "")
+        kinds = [k for k in kinds_arg.split(",") if k] or None
+        records = await self.ctx.run(self.store.events, tid, since, kinds)
+        self.send(
+            {
+                "training": tid,
+                "state": t.state,
+                "records": records,
+                "last_seq": records[-1]["seq"] if records else since,
+            }
+        )
+
+
+class TrainingLogsHandler(TrainingBase):
+    async def get(self, tid: str) -> None:
+        await self._find(tid)
+        tail_arg = self.get_argument("tail", "200")
+        try:
+            tail = MAX_TAIL if tail_arg == "all" else int(tail_arg)
+            if not 1 <= tail <= MAX_TAIL:
+                raise ValueError
+        except ValueError:
+            raise ApiError(400, f"tail: 1 to {MAX_TAIL} lines, or all") from None
+        path = self.dispatcher.folder(tid) / "log.txt"
+
+        def read() -> str:
+            try:
+                lines = path.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                return ""
+            return "\n".join(lines[-tail:]) + ("\n" if lines else "")
+
+        text = await self.ctx.run(read)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class TrainingCancelHandler(TrainingBase):
+    async def post(self, tid: str) -> None:
+        t = await self._find(tid)
+        if not self.caller.may_change(t.owner):
+            raise ApiError(403, "observers may read trainings, not cancel them")
+        if t.state in ENDED:
+            raise ApiError(409, f"training {tid} has already {t.state}")
+        by = self.caller.name
+        done = await self.ctx.run(
+            self.store.update,
+            tid,
+            only_from=["queued"],
+            state="cancelled",
+            message=f"cancelled by {by} while queued",
+            cancel_requested=True,
+            cancelled_by=by,
+            finished_at=utcnow(),
+        )
+        if done:
+            await self.ctx.run(
+                self.store.add_events,
+                tid,
+                t.attempt,
+                [{"kind": "cancelled", "message": f"cancelled by {by} while queued"}],
+            )
+        else:
+            await self.ctx.run(
+                self.store.update,
+                tid,
+                only_from=ACTIVE,
+                cancel_requested=True,
+                cancelled_by=by,
+                message=f"stopping: cancelled by {by}",
+            )
+        self.dispatcher.wake()
+        t = await self.ctx.run(self.store.get, tid)
+        self.send(self.view(t), status=202)
+
+
+def training_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
+    return [
+        (rf"{api}/trainings", TrainingsHandler),
+        (rf"{api}/trainings/({TID_RE})", TrainingHandler),
+        (rf"{api}/trainings/({TID_RE})/metrics", TrainingMetricsHandler),
+        (rf"{api}/trainings/({TID_RE})/logs", TrainingLogsHandler),
+        (rf"{api}/trainings/({TID_RE})/cancel", TrainingCancelHandler),
+    ]
+
+
+def _op(summary: str, ok: dict[str, Any], *extra: str, **more: Any) -> dict[str, Any]:
+    resp: dict[str, Any] = {**ok}
+    for code in extra:
+        resp[code] = {"description": _WHY[code]}
+    resp["401"] = {"description": _WHY["401"]}
+    return {"summary": summary, "responses": resp, **more}
+
+
+_WHY = {
+    "400": "Bad input: the message names the field and what is allowed",
+    "401": "No token was sent",
+    "403": "The token lacks the scope, or the quota can never allow the spec (reason quota)",
+    "404": "No such training, or another user's",
+    "409": "The training has already ended",
+}
+_TRAINING = {"$ref": "#/components/schemas/Training"}
+_JSON = "application/json"
+
+
+def _json_ok(code: str, schema: dict[str, Any], what: str) -> dict[str, Any]:
+    return {code: {"description": what, "content": {_JSON: {"schema": schema}}}}
+
+
+_PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "Training": {
+        "type": "object",
+        "required": ["id", "owner", "state", "spec", "message"],
+        "properties": {
+            "id": {"type": "string"},
+            "owner": {"type": "string"},
+            "name": {"type": "string"},
+            "kind": {"enum": ["graph", "command"]},
+            "state": {"enum": list(STATES)},
+            "spec": {"type": "string"},
+            "image": {"type": "string"},
+            "dataset": {"type": ["string", "null"]},
+            "hyperparameters": {"type": "object"},
+            "priority": {"type": "integer"},
+            "queue_position": {"type": ["integer", "null"]},
+            "message": {"type": "string", "description": "where it stands and why it waits"},
+            "node": {"type": ["string", "null"]},
+            "attempt": {"type": "integer"},
+            "checkpoint_epoch": {"type": ["integer", "null"]},
+            "result": {"type": ["object", "null"], "description": "final metrics, files, snippet"},
+            "output": {"type": "string", "description": "its folder in the owner's home"},
+        },
+    },
+    "TrainingRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["spec"],
+        "properties": {
+            "name": {"type": "string"},
+            "graph": {"type": "object", "description": "a gpupool.graph/1 document"},
+            "command": {"type": "array", "items": {"type": "string"}},
+            "dataset": {"type": "string", "description": "a dataset of the catalog"},
+            "spec": {"type": "string"},
+            "image": {"type": "string", "description": "a training image for the spec"},
+            "hyperparameters": {"type": "object"},
+            "priority": {"type": "integer", "minimum": -10, "maximum": 10},
+            "max_run_time": {"type": "number", "description": "seconds"},
+        },
+    },
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/trainings": {
+        "get": _op(
+            "Your trainings (all users' with custom:gpupool:observe)",
+            _json_ok("200", {"type": "object"}, "trainings"),
+            "400",
+            "404",
+            parameters=[
+                {"name": "owner", "in": "query", "schema": {"type": "string"}},
+                {"name": "state", "in": "query", "schema": {"type": "string"}},
+            ],
+        ),
+        "post": _op(
+            "Submit a training: a graph or a command, a dataset, a spec, hyperparameters",
+            _json_ok("201", _TRAINING, "queued"),
+            "400",
+            "403",
+            requestBody={
+                "required": True,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/TrainingRequest"}}},
+            },
+        ),
+    },
+    "/trainings/{id}": {
+        "get": _op(
+            "One training, with its latest metrics and its attempts",
+            _json_ok("200", _TRAINING, "the training"),
+            "404",
+            parameters=_PATH_ID,
+        )
+    },
+    "/trainings/{id}/metrics": {
+        "get": _op(
+            "Its metrics and events after seq `since` (step, epoch, checkpoint, done, ...)",
+            _json_ok("200", {"type": "object"}, "records"),
+            "400",
+            "404",
+            parameters=[
+                *_PATH_ID,
+                {"name": "since", "in": "query", "schema": {"type": "integer"}},
+                {"name": "kinds", "in": "query", "schema": {"type": "string"}},
+            ],
+        )
+    },
+    "/trainings/{id}/logs": {
+        "get": _op(
+            "The tail of its log (text)",
+            {"200": {"description": "log lines", "content": {"text/plain": {}}}},
+            "400",
+            "404",
+            parameters=[*_PATH_ID, {"name": "tail", "in": "query", "schema": {"type": "string"}}],
+        )
+    },
+    "/trainings/{id}/cancel": {
+        "post": _op(
+            "Cancel it: dropped from the queue, or stopped and its GPUs freed",
+            _json_ok("202", _TRAINING, "cancelling"),
+            "403",
+            "404",
+            "409",
+            parameters=_PATH_ID,
+        )
+    },
+}

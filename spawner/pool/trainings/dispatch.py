@@ -1,0 +1,646 @@
+"""The dispatcher: queued trainings onto the pool, running ones watched to their end.
+
+Every ``poll_interval`` (and at once when woken by a submit or a cancel) it
+
+1. watches each starting or running training: reads the new lines of its container's
+   log from the engine (metrics, the runner's error, plain text for the log), copies a
+   new checkpoint out of the container into the pool's own store, stops it when it was
+   cancelled or ran past its maximum run time, and settles it when its container ended:
+   succeeded (the runner's ``done``), failed (the runner's error), or lost (no result:
+   the container died or vanished, or its node has been down ``requeue_after`` seconds)
+   and then requeued, to resume from its last checkpoint, up to ``max_attempts``;
+2. walks the queue (see queue.py) and reserves through the same ledger and scheduler as
+   notebook servers, then creates the trainer container on the chosen node with the
+   job document (and the checkpoint to resume from) put into the user's home;
+3. cleans up attempts given up while their node was down, once it answers again: their
+   container is removed and their reservation freed (until then the reservation stays,
+   as for any reservation on a down node: its GPU may still be in use).
+
+Everything it knows is in the database, so a restarted pool service carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import json
+import logging
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from docker.errors import APIError, NotFound
+
+from ...container import build_container, home_volume, open_dir_tar
+from ...engines import Engines, EngineUnreachable
+from ...lab.train.job import OUTPUT_ROOT, job_document
+from .. import accounting
+from ..ledger import Ledger, Reservation
+from ..scheduler import Rejection
+from ..tables import utcnow
+from . import launch
+from .queue import Policy, Use, Waiting, explain, order, walk
+from .store import ACTIVE, Training, TrainingStore
+
+LedgerCall = Callable[..., Awaitable[Any]]
+NodeHealth = Callable[[str], tuple[str, float | None]]  # node -> (state, down since)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        catalog: Any,
+        ledger: Ledger,
+        store: TrainingStore,
+        run: LedgerCall,
+        *,
+        artifacts: Path,
+        engines: Engines | None = None,
+        node_health: NodeHealth | None = None,
+        hami_cache_root: str | None = None,
+        clock: Callable[[], float] = time.time,
+        log: logging.Logger | None = None,
+    ):
+        self.catalog = catalog
+        self.settings = catalog.pool.trainings
+        self.ledger = ledger
+        self.store = store
+        self.run = run
+        self.artifacts = artifacts
+        self.engines = engines or Engines(max_workers=8, timeout=60)
+        self.node_health = node_health or (lambda name: ("unknown", None))
+        self.hami_cache_root = hami_cache_root
+        self.clock = clock
+        self.log = log or logging.getLogger("gpupool.trainings")
+        s = self.settings
+        self.policy = Policy(s.aging_seconds, s.per_user_running, s.hold_after)
+        self.positions: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sem = asyncio.Semaphore(8)
+        self._use: tuple[float, dict[str, Use]] = (0.0, {})
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.tick()
+            except Exception:
+                self.log.exception("trainings: dispatch pass failed")
+
+    async def tick(self) -> None:
+        active = await self.run(self.store.list, None, ACTIVE)
+        await asyncio.gather(*(self._bounded(self.watch(t)) for t in active))
+        await self.schedule()
+        await self.cleanup()
+
+    async def _bounded(self, coro: Awaitable[Any]) -> Any:
+        async with self._sem:
+            return await coro
+
+    def folder(self, tid: str) -> Path:
+        return self.artifacts / tid
+
+    def _log_text(self, tid: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        path = self.folder(tid) / "log.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        limit = self.settings.max_log_mib * 1024 * 1024
+        size = path.stat().st_size if path.exists() else 0
+        if size >= limit:
+            return
+        text = "\n".join(lines) + "\n"
+        if size + len(text) >= limit:
+            text = text[: max(0, limit - size - 80)] + "\n[log truncated: the pool keeps the first "
+            text += f"{self.settings.max_log_mib} MiB]\n"
+        with path.open("a") as f:
+            f.write(text)
+
+    async def _event(self, t: Training, kind: str, **fields: Any) -> None:
+        await self.run(
+            self.store.add_events, t.id, t.attempt, [{"kind": kind, "time": self.clock(), **fields}]
+        )
+
+    # -- the queue -------------------------------------------------------------------
+    def _recent_use(self) -> dict[str, Use]:
+        now = self.clock()
+        at, cached = self._use
+        if now - at < 30:
+            return cached
+        end = utcnow()
+        start = end - dt.timedelta(days=self.settings.fair_share_days)
+        cards = self.ledger.card_memory()
+        use: dict[str, Use] = {}
+        for r in self.ledger.between(start, end):
+            u = accounting.usage(r, start, end, end, cards)
+            old = use.get(r.owner, Use())
+            use[r.owner] = Use(old.gpu_hours + u.gpu_hours, old.cost + u.cost)
+        self._use = (now, use)
+        return use
+
+    async def schedule(self) -> None:
+        queued = await self.run(self.store.list, None, ["queued"])
+        if not queued:
+            self.positions = {}
+            return
+        active = await self.run(self.store.list, None, ACTIVE)
+        running = collections.Counter(t.owner for t in active)
+        use = await self.run(self._recent_use)
+        now = self.clock()
+        by_id = {t.id: t for t in queued}
+        ranked = order(
+            [Waiting(t.id, t.owner, t.priority, _ts(t.submitted_at), t.spec) for t in queued],
+            now=now,
+            policy=self.policy,
+            use=use,
+        )
+        reserved: dict[str, Reservation] = {}
+
+        def attempt(w: Waiting) -> str | None:
+            t = by_id[w.id]
+            spec = self.catalog.spec(t.spec)
+            if spec is None:
+                return f"its spec {t.spec!r} is no longer in the catalog"
+            groups = frozenset(t.body.get("groups") or ())
+            quota, source = self.catalog.pool.quotas.for_user(t.owner, groups)
+            res = self.ledger.reserve(
+                spec,
+                t.owner,
+                kind="training",
+                server_name=t.id,
+                container=launch.container_name(t.id, t.attempt + 1),
+                quota=quota,
+                quota_source=source,
+            )
+            if isinstance(res, Rejection):
+                if res.reason == "quota":
+                    return f"waits for quota: {res.message}"
+                return f"waits for capacity: {res.message}"
+            reserved[w.id] = res
+            return None
+
+        outcome = await self.run(
+            lambda: walk(ranked, running=running, policy=self.policy, now=now, attempt=attempt)
+        )
+        waiting = [r for r in ranked if r.training.id not in reserved]
+        self.positions = {r.training.id: i + 1 for i, r in enumerate(waiting)}
+        for i, r in enumerate(waiting):
+            t = by_id[r.training.id]
+            pos = r.__class__(r.training, i + 1, r.effective_priority, r.owner_rank, r.use)
+            msg = explain(pos, len(waiting), outcome.why.get(t.id, ""))
+            if msg != t.message:
+                await self.run(self.store.update, t.id, only_from=["queued"], message=msg)
+        launches = []
+        for tid in outcome.started:
+            t, res = by_id[tid], reserved[tid]
+            ok = await self.run(
+                self.store.update,
+                tid,
+                only_from=["queued"],
+                state="starting",
+                attempt=t.attempt + 1,
+                reservation_id=res.id,
+                node=res.node,
+                container=launch.container_name(tid, t.attempt + 1),
+                started_at=utcnow(),
+                log_cursor=0,
+                message=f"starting on {res.node}",
+            )
+            if not ok:  # cancelled meanwhile
+                await self.run(self.ledger.release, res.id, "training cancelled before it started")
+                continue
+            fresh = await self.run(self.store.get, tid)
+            launches.append(self._bounded(self.launch(fresh, res)))
+        await asyncio.gather(*launches)
+
+    # -- starting ----------------------------------------------------------------------
+    def _checkpoint(self, tid: str) -> Path | None:
+        found = sorted((self.folder(tid) / "checkpoints").glob("epoch-*.pt"))
+        return found[-1] if found else None
+
+    async def launch(self, t: Training, res: Reservation) -> None:
+        node = self.catalog.node(res.node)
+        spec = self.catalog.spec(t.spec)
+        image = next((i for i in self.catalog.images if i.name == t.image), None)
+        body = t.body
+        dataset = next((d for d in self.catalog.datasets if d.name == t.dataset), None)
+        try:
+            if node is None or spec is None or image is None:
+                raise RuntimeError("its node, spec or image is no longer in the catalog")
+            if t.dataset and dataset is None:
+                raise RuntimeError(f"dataset {t.dataset!r} is no longer in the catalog")
+            ckpt = self._checkpoint(t.id)
+            resume = t.checkpoint_epoch if ckpt is not None else None
+            dropped = await self.run(self.store.roll_back, t.id, resume or 0)
+            job = job_document(
+                training_id=t.id,
+                name=t.name,
+                graph=body.get("graph"),
+                command=body.get("command"),
+                dataset=(
+                    {
+                        "name": dataset.name,
+                        "path": f"/datasets/{dataset.name}",
+                        "format": dataset.format,
+                    }
+                    if dataset
+                    else None
+                ),
+                hyper=body["hyperparameters"],
+                processes=t.processes,
+                attempt=t.attempt,
+            )
+            plan = build_container(
+                user=t.owner,
+                server=t.id,
+                spec=spec,
+                image=image,
+                node=node,
+                reservation_id=res.id,
+                gpus=res.gpus,
+                hub_env={},
+                port=res.port or 0,
+                command=launch.command(t.id, t.processes),
+                cache_root=self.hami_cache_root,
+                datasets=(dataset,) if dataset else (),
+                kind="training",
+                name=launch.container_name(t.id, t.attempt),
+                extra_labels={"io.gpupool.training": t.id, "io.gpupool.attempt": str(t.attempt)},
+                read_only_datasets=True,
+            )
+            await self._create(node, plan, t, job, ckpt)
+        except Exception as e:
+            why = f"could not start on {res.node}: {e}"
+            self.log.warning("training %s: %s", t.id, why)
+            await self._remove(node, t.container) if node is not None else None
+            await self.run(self.ledger.release, res.id, f"training {t.id}: {why}"[:255])
+            await self._requeue_or_fail(t, why, counted=True)
+            return
+        await self.run(
+            self.store.add_attempt,
+            t.id,
+            t.attempt,
+            node=node.name,
+            reservation_id=res.id,
+            container=plan.name,
+        )
+        changed = await self.run(
+            self.store.update,
+            t.id,
+            only_from=["starting"],
+            state="running",
+            message=f"running on {node.name}",
+        )
+        await self._event(
+            t,
+            "dispatched",
+            node=node.name,
+            gpus=[g.to_json() for g in res.gpus],
+            resume_epoch=resume,
+            rolled_back=dropped,
+        )
+        self.log.info(
+            "training %s (attempt %d) runs on %s%s",
+            t.id,
+            t.attempt,
+            node.name,
+            f", resuming after epoch {resume}" if resume else "",
+        )
+        if not changed:  # cancelled while starting: the next watch stops it
+            self.wake()
+
+    async def _create(
+        self, node: Any, plan: Any, t: Training, job: dict[str, Any], ckpt: Path | None
+    ) -> None:
+        call = self.engines.call
+        try:
+            await call(node, "remove_container", plan.name, force=True)
+        except NotFound:
+            pass
+        try:
+            await call(
+                node,
+                "create_volume",
+                name=home_volume(t.owner),
+                labels={"io.gpupool.owner": t.owner},
+            )
+        except APIError as e:
+            if e.status_code != 409:
+                raise
+        client = self.engines._client(node)
+        host_config = await self.engines.run(lambda: client.create_host_config(**plan.host_config))
+        obj = await call(node, "create_container", host_config=host_config, **plan.create_kwargs())
+        cid = obj["Id"]
+        for path in plan.writable:
+            parent, tar = open_dir_tar(path)
+            await call(node, "put_archive", cid, parent, tar)
+
+        def put_job() -> None:
+            with tempfile.TemporaryFile() as f:
+                if ckpt is not None:
+                    with ckpt.open("rb") as src:
+                        launch.job_archive(t.id, job, f, (ckpt.name, src, ckpt.stat().st_size))
+                else:
+                    launch.job_archive(t.id, job, f)
+                f.seek(0)
+                client.put_archive(cid, "/home/jovyan", f)
+
+        await self.engines.run(put_job)
+        await call(node, "start", cid)
+
+    async def _remove(self, node: Any, name: str | None) -> None:
+        if not name:
+            return
+        try:
+            await self.engines.call(node, "remove_container", name, force=True)
+        except (NotFound, EngineUnreachable):
+            pass
+        except APIError as e:
+            self.log.warning("could not remove %s on %s: %s", name, node.name, e)
+
+    # -- watching ----------------------------------------------------------------------
+    async def watch(self, t: Training) -> None:
+        node = self.catalog.node(t.node or "")
+        if node is None:
+            await self._lost(t, f"node {t.node!r} is no longer in the catalog", supersede=False)
+            return
+        if t.state == "starting":
+            started = _ts(t.started_at)
+            if self.clock() - started < 600:
+                return  # launch() is on it
+        try:
+            info = await self.engines.call(node, "inspect_container", t.container)
+        except NotFound:
+            if t.cancel_requested:
+                await self._finish(t, node, "cancelled", self._cancel_message(t))
+            else:
+                await self._lost(t, "its container is gone without a result", supersede=False)
+            return
+        except (EngineUnreachable, APIError) as e:
+            state, since = self.node_health(node.name)
+            if state == "down" and since is not None:
+                down_for = self.clock() - since
+                if down_for >= self.settings.requeue_after:
+                    await self._lost(
+                        t, f"node {node.name} has been down for {down_for:.0f} s", supersede=True
+                    )
+            else:
+                self.log.info("training %s: engine of %s: %s", t.id, node.name, e)
+            return
+        await self._read(t, node)
+        st = info.get("State") or {}
+        if st.get("Running"):
+            if t.cancel_requested:
+                await self._stop(node, t)
+                return
+            ran = t.run_seconds + (self.clock() - _ts(t.started_at) if t.started_at else 0)
+            if ran > t.max_run_seconds:
+                await self.run(
+                    self.store.update, t.id, cancel_requested=True, cancelled_by="max_run_time"
+                )
+                await self._stop(node, t)
+            return
+        if st.get("Status") == "created" and not t.cancel_requested:
+            return
+        t = await self.run(self.store.get, t.id)
+        code = st.get("ExitCode")
+        done = await self.run(self.store.last_event, t.id, "done")
+        error = await self.run(self.store.last_event, t.id, "error")
+        done = done if done and done["attempt"] == t.attempt else None
+        error = error if error and error["attempt"] == t.attempt else None
+        if t.cancel_requested:
+            await self._finish(t, node, "cancelled", self._cancel_message(t), exit_code=code)
+        elif code == 0 and done is not None:
+            result = {k: v for k, v in done.items() if k not in ("seq", "attempt", "kind", "time")}
+            msg = "finished" + (
+                f": test accuracy {result['test_accuracy']:.3f}"
+                if isinstance(result.get("test_accuracy"), float)
+                else ""
+            )
+            await self._finish(t, node, "succeeded", msg, exit_code=0, result=result)
+        elif error is not None:
+            await self._finish(t, node, "failed", str(error.get("message")), exit_code=code)
+        elif code == 0:
+            await self._finish(t, node, "failed", "exited without a result", exit_code=0)
+        else:
+            await self._lost(
+                t, f"its container died (exit code {code}) without a result", supersede=False
+            )
+
+    def _cancel_message(self, t: Training) -> str:
+        if t.cancelled_by == "max_run_time":
+            return f"stopped: it ran past its maximum run time of {_duration(t.max_run_seconds)}"
+        return f"cancelled by {t.cancelled_by or t.owner}"
+
+    async def _stop(self, node: Any, t: Training) -> None:
+        try:
+            await self.engines.call(node, "stop", t.container, timeout=10)
+        except NotFound:
+            pass
+        self.wake()
+
+    async def _read(self, t: Training, node: Any) -> None:
+        """New log lines: metrics stored, checkpoints copied out, text appended."""
+        since = t.log_cursor // 1_000_000_000
+        kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": True}
+        if since > 0:
+            kwargs["since"] = int(since)
+        try:
+            raw = await self.engines.call(node, "logs", t.container, **kwargs)
+        except (NotFound, EngineUnreachable, APIError):
+            return
+        batch = launch.read_log(raw, t.log_cursor)
+        if batch.cursor == t.log_cursor:
+            return
+        await self.run(self._log_text, t.id, batch.text)
+        await self.run(self.store.add_events, t.id, t.attempt, batch.records)
+        for rec in batch.records:
+            if rec.get("kind") == "checkpoint":
+                await self._copy_checkpoint(t, node, rec)
+        await self.run(self.store.update, t.id, log_cursor=batch.cursor)
+
+    async def _copy_checkpoint(self, t: Training, node: Any, rec: dict[str, Any]) -> None:
+        """The checkpoint into the pool's store: it outlives the node."""
+        rel, epoch = rec.get("file"), rec.get("epoch")
+        if not isinstance(rel, str) or not launch.CHECKPOINT_RE.fullmatch(rel):
+            return
+        if not isinstance(epoch, int):
+            return
+        limit = self.settings.max_checkpoint_mib * 1024 * 1024
+        folder = self.folder(t.id) / "checkpoints"
+        client = self.engines._client(node)
+
+        def fetch() -> bool:
+            stream, stat = client.get_archive(t.container, f"{OUTPUT_ROOT}/{t.id}/{rel}")
+            if int(stat.get("size", 0)) > limit:
+                return False
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile() as f:
+                for chunk in stream:
+                    f.write(chunk)
+                f.seek(0)
+                with tarfile.open(fileobj=f) as tar:
+                    member = next((m for m in tar if m.isfile()), None)
+                    if member is None or member.size > limit:
+                        return False
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    target = folder / rel.split("/")[-1]
+                    tmp = target.with_suffix(".part")
+                    with tmp.open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    tmp.replace(target)
+            for old in folder.glob("epoch-*.pt"):
+                if old.name != rel.split("/")[-1]:
+                    old.unlink(missing_ok=True)
+            return True
+
+        try:
+            ok = await self.engines.run(fetch)
+        except (NotFound, APIError, EngineUnreachable, OSError, tarfile.TarError) as e:
+            self.log.warning("training %s: checkpoint %s not copied: %s", t.id, rel, e)
+            return
+        if ok:
+            await self.run(self.store.update, t.id, checkpoint_epoch=epoch)
+        else:
+            await self._event(
+                t,
+                "warning",
+                message=f"checkpoint {rel} is over the pool's "
+                f"{self.settings.max_checkpoint_mib} MiB limit: not kept by the pool",
+            )
+
+    # -- endings -------------------------------------------------------------------------
+    async def _finish(
+        self,
+        t: Training,
+        node: Any,
+        state: str,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        ran = t.run_seconds + (self.clock() - _ts(t.started_at) if t.started_at else 0)
+        ok = await self.run(
+            self.store.update,
+            t.id,
+            only_from=ACTIVE,
+            state=state,
+            message=message,
+            finished_at=utcnow(),
+            run_seconds=round(ran, 3),
+            exit_code=exit_code,
+            result=json.dumps(result) if result is not None else None,
+        )
+        if not ok:
+            return
+        await self._event(t, state, message=message)
+        await self._remove(node, t.container)
+        if t.reservation_id:
+            await self.run(self.ledger.release, t.reservation_id, f"training {state}")
+        await self.run(self.store.end_attempt, t.id, t.attempt, "ended", message)
+        self.log.info("training %s %s: %s", t.id, state, message)
+        self.wake()
+
+    async def _lost(self, t: Training, why: str, *, supersede: bool) -> None:
+        node = self.catalog.node(t.node or "")
+        if supersede:
+            # the node is down: its reservation stays until it answers (cleanup())
+            await self.run(self.store.end_attempt, t.id, t.attempt, "superseded", why)
+        else:
+            if node is not None:
+                await self._read(t, node)
+                await self._remove(node, t.container)
+            if t.reservation_id:
+                await self.run(self.ledger.release, t.reservation_id, f"training lost: {why}"[:255])
+            await self.run(self.store.end_attempt, t.id, t.attempt, "ended", why)
+        await self._requeue_or_fail(t, why, counted=False)
+
+    async def _requeue_or_fail(self, t: Training, why: str, *, counted: bool) -> None:
+        t = await self.run(self.store.get, t.id)
+        ran = t.run_seconds + (self.clock() - _ts(t.started_at) if t.started_at else 0)
+        if t.cancel_requested:
+            state, msg = "cancelled", self._cancel_message(t)
+        elif t.attempt >= t.max_attempts:
+            state, msg = "failed", f"gave up after {t.attempt} attempt(s): {why}"
+        else:
+            state = "queued"
+            ckpt = t.checkpoint_epoch if self._checkpoint(t.id) else None
+            where = f"resumes after epoch {ckpt}" if ckpt else "starts over"
+            msg = f"requeued: attempt {t.attempt} of {t.max_attempts} ended ({why}); {where}"
+        values: dict[str, Any] = {
+            "state": state,
+            "message": msg,
+            "run_seconds": round(ran, 3),
+            "reservation_id": None,
+            "started_at": None,
+        }
+        if state != "queued":
+            values["finished_at"] = utcnow()
+        ok = await self.run(self.store.update, t.id, only_from=ACTIVE, **values)
+        if ok:
+            await self._event(t, "requeued" if state == "queued" else state, message=msg)
+            self.log.warning("training %s: %s", t.id, msg)
+            self.wake()
+
+    async def cleanup(self) -> None:
+        for a in await self.run(self.store.superseded):
+            node = self.catalog.node(a.node)
+            state, _ = self.node_health(a.node) if node is not None else ("up", None)
+            if state != "up":
+                continue
+            if node is not None:
+                try:
+                    await self.engines.call(node, "remove_container", a.container, force=True)
+                except NotFound:
+                    pass
+                except (EngineUnreachable, APIError):
+                    continue
+            if a.reservation_id:
+                await self.run(self.ledger.release, a.reservation_id, "training resumed elsewhere")
+            await self.run(
+                self.store.end_attempt,
+                a.training_id,
+                a.attempt,
+                "ended",
+                f"{a.reason}; cleaned up when {a.node} answered again",
+            )
+
+
+def _ts(t: dt.datetime | None) -> float:
+    return accounting.aware(t).timestamp() if t is not None else 0.0
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
