@@ -23,6 +23,15 @@ mkdir -p "$GPUPOOL_STATE_DIR"; chmod 700 "$GPUPOOL_STATE_DIR"
 ensure_docker_engine
 say "single-user image (the first build takes a few minutes)"
 bash "$GPUPOOL_ROOT/images/build.sh" --host "$DOCKER_HOST" --tag gpupool/singleuser:latest
+if [ "${GPUPOOL_SKIP_TRAINER:-0}" != 1 ]; then
+    # PyTorch from $PIP_FIND_LINKS when it holds a wheel, else from the index (a CUDA build
+    # there is large); GPUPOOL_SKIP_TRAINER=1 leaves trainings without an image
+    say "trainer image: the single-user image plus PyTorch"
+    bash "$GPUPOOL_ROOT/images/build.sh" --image trainer --host "$DOCKER_HOST" --tag gpupool/trainer:latest
+fi
+# the demo dataset: scikit-learn's bundled digits, no download
+"$VENV/bin/python" -c 'import sklearn' 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q --disable-pip-version-check scikit-learn
 
 if [ -n "$user_catalog" ]; then
     export GPUPOOL_CONFIG_DIR="$user_catalog"
@@ -43,7 +52,8 @@ else
     fi
     export GPUPOOL_CONFIG_DIR="$GPUPOOL_STATE_DIR/catalog"
     "$VENV/bin/gpupool" local-catalog --source "$GPUPOOL_ROOT/hub_config" --out "$GPUPOOL_CONFIG_DIR" \
-        --engine "$DOCKER_HOST" --hami-core "$hami" $real
+        --engine "$DOCKER_HOST" --hami-core "$hami" $real \
+        --datasets-dir "$GPUPOOL_STATE_DIR/datasets"
 fi
 "$VENV/bin/gpupool" check-config --config "$GPUPOOL_CONFIG_DIR"
 

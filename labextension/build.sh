@@ -26,7 +26,7 @@ core="$("$py" -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupy
 stamp="$( { "$py" -c 'import jupyterlab; print(jupyterlab.__version__)'; \
     find package.json package-lock.json tsconfig*.json src style -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)"
 if [ -f .build-stamp ] && [ "$(cat .build-stamp)" = "$stamp" ] && [ -f gpupool_lab/labextension/package.json ] \
-    && [ -f gpupool_lab/widgets/static/graph_editor.js ]; then
+    && [ -f gpupool_lab/widgets/static/training_launcher.js ]; then
     exit 0
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -38,7 +38,7 @@ node node_modules/@jupyterlab/builder/lib/build-labextension.js --core-path "$co
     || { tail -n 40 build.log >&2; exit 1; }
 rm -f build.log
 # the notebook widgets' front-ends: one ES module each, bundled (anywidget loads them as is)
-npx esbuild src/widgets/graph_editor.ts src/widgets/gpu_monitor.ts src/widgets/dataset_picker.ts \
+npx esbuild src/widgets/graph_editor.ts src/widgets/gpu_monitor.ts src/widgets/dataset_picker.ts src/widgets/training_launcher.ts \
     --bundle --format=esm --target=es2020 --minify --log-level=warning --outdir=gpupool_lab/widgets/static
 npx tsc -p tsconfig.test.json && node --test lib-test/test/ >/dev/null \
     || { node --test lib-test/test/; exit 1; }

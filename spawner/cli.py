@@ -60,6 +60,7 @@ def cmd_local_catalog(args: argparse.Namespace) -> int:
         engine=args.engine,
         hami_core=args.hami_core,
         real_hami=args.real_hami,
+        datasets_dir=Path(args.datasets_dir) if args.datasets_dir else None,
     )
     _catalog(args.out)  # the result must load
     print(summary)
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument(
         "--real-hami", action="store_true", help="libvgpu.so is HAMi-core, not the stand-in"
+    )
+    local.add_argument(
+        "--datasets-dir",
+        help="export scikit-learn's digits here and point the catalog's 'digits' at it",
     )
     local.set_defaults(func=cmd_local_catalog)
 

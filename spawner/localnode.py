@@ -54,9 +54,17 @@ def _mem_mib() -> int:
 
 
 def write_local_catalog(
-    src: Path, out: Path, *, engine: str, hami_core: str, real_hami: bool
+    src: Path,
+    out: Path,
+    *,
+    engine: str,
+    hami_core: str,
+    real_hami: bool,
+    datasets_dir: Path | None = None,
 ) -> str:
-    """Copy ``src`` to ``out`` with nodes.yaml replaced by this machine; returns a summary."""
+    """Copy ``src`` to ``out`` with nodes.yaml replaced by this machine; returns a summary.
+    With ``datasets_dir``, the catalog's ``digits`` dataset is scikit-learn's bundled
+    digits (no download), exported there, and datasets.yaml points at it."""
     out.mkdir(parents=True, exist_ok=True)
     for f in src.glob("*.yaml"):
         if f.name != "nodes.yaml":
@@ -86,4 +94,21 @@ def write_local_catalog(
         "# Made by deploy/quickstart.sh for this machine; edit hub_config/ instead.\n"
         + yaml.safe_dump({"nodes": [node]}, sort_keys=False)
     )
+    if datasets_dir is not None and (out / "datasets.yaml").exists():
+        doc = yaml.safe_load((out / "datasets.yaml").read_text()) or {}
+        for d in doc.get("datasets", []):
+            if d.get("name") == "digits":
+                from .lab.train.data import export_digits
+
+                target = datasets_dir / "digits"
+                if not (target / "train.npz").exists():
+                    export_digits(target)
+                for p in [datasets_dir, target, *target.iterdir()]:
+                    p.chmod(0o755 if p.is_dir() else 0o644)  # read by the containers' user
+                d["path"] = str(target.resolve())
+                summary += f"; dataset digits exported to {target}"
+        (out / "datasets.yaml").write_text(
+            "# Made by deploy/quickstart.sh; edit hub_config/ instead.\n"
+            + yaml.safe_dump(doc, sort_keys=False)
+        )
     return summary

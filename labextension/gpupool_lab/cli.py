@@ -1,4 +1,4 @@
-"""``gpupool status | specs | usage`` in the lab terminal: readable tables, or ``--json``.
+"""``gpupool status | specs | usage | train`` in the lab terminal: readable tables, or ``--json``.
 
 They call the pool with the server's own token (JUPYTERHUB_API_TOKEN, GPUPOOL_API_URL:
 the spawner sets both) and read this server's GPUs locally (through HAMi-core when the
@@ -193,6 +193,9 @@ def add_commands(sub: Any) -> None:
         if name == "usage":
             p.add_argument("--month", help="YYYY-MM (default: this month)")
         p.set_defaults(func=lambda a, fn=fn: run(fn, a))
+    from .train.cli import add_train_command
+
+    add_train_command(sub, run)
 
 
 def run(fn: Any, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

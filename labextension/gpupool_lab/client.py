@@ -101,3 +101,31 @@ class PoolApi:
 
     def notices(self) -> list[dict[str, Any]]:
         return self.request("GET", "notices")["notices"]
+
+    # -- trainings ---------------------------------------------------------------------
+    def submit_training(self, request: dict[str, Any]) -> dict[str, Any]:
+        """POST a training request (see gpupool.lab.train.job); the queued training."""
+        return self.request("POST", "trainings", request)
+
+    def trainings(self, state: str | None = None) -> list[dict[str, Any]]:
+        return self.request("GET", "trainings", query={"state": state})["trainings"]
+
+    def training(self, tid: str) -> dict[str, Any]:
+        return self.request("GET", f"trainings/{urllib.parse.quote(tid, safe='')}")
+
+    def training_metrics(
+        self, tid: str, since: int = 0, kinds: str | None = None
+    ) -> dict[str, Any]:
+        return self.request(
+            "GET",
+            f"trainings/{urllib.parse.quote(tid, safe='')}/metrics",
+            query={"since": since, "kinds": kinds},
+        )
+
+    def training_logs(self, tid: str, tail: int | str = 200) -> str:
+        return self.request(
+            "GET", f"trainings/{urllib.parse.quote(tid, safe='')}/logs", query={"tail": tail}
+        )
+
+    def cancel_training(self, tid: str) -> dict[str, Any]:
+        return self.request("POST", f"trainings/{urllib.parse.quote(tid, safe='')}/cancel", {})

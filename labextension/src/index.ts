@@ -126,4 +126,79 @@ const graphPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, graphPlugin];
+const NEW_TRAINING = 'gpupool:new-training';
+
+/** The notebook the "Training" launcher item opens: a TrainingLauncher on the graph file
+ * in front (or an MLP template when none is), run at once. */
+export function trainingNotebook(graphPath: string | null): Record<string, unknown> {
+  const graph = graphPath
+    ? JSON.stringify(graphPath)
+    : 'mlp(inputs=64, hidden=64, classes=10)  # a template; or a *.gpgraph.json path';
+  const code = [
+    'from gpupool.lab.widgets import TrainingLauncher',
+    ...(graphPath ? [] : ['from gpupool.lab.graph.templates import mlp']),
+    '',
+    `launcher = TrainingLauncher(graph=${graph}, epochs=3, learning_rate=0.01)`,
+    'launcher'
+  ].join('\n');
+  const cell = (cell_type: string, source: string) => ({
+    cell_type,
+    metadata: {},
+    source,
+    ...(cell_type === 'code' ? { outputs: [], execution_count: null } : {})
+  });
+  return {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } },
+    cells: [
+      cell(
+        'markdown',
+        '# A training on the pool\n\nPick the spec, the dataset and the hyperparameters, then **Submit**. ' +
+          'The curves fill in as it trains; the model and its checkpoints land in `~/trainings/<id>/`. ' +
+          '`gpupool train list` in a terminal shows them all.'
+      ),
+      cell('code', code)
+    ]
+  };
+}
+
+const trainingPlugin: JupyterFrontEndPlugin<void> = {
+  id: '@gpupool/lab:training',
+  description: 'New Training: a notebook with a TrainingLauncher',
+  autoStart: true,
+  optional: [ICommandPalette, ILauncher],
+  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, launcher: ILauncher | null) => {
+    app.commands.addCommand(NEW_TRAINING, {
+      label: args => (args.isLauncher ? 'Training' : 'New Training'),
+      caption: 'Train a network on the pool: a notebook with the training launcher',
+      icon: graphIcon,
+      execute: async args => {
+        const cwd = (args.cwd as string) ?? '';
+        const current = app.shell.currentWidget as any;
+        const path: string | undefined = current?.context?.path;
+        const graphPath = path && path.endsWith(EXTENSION) ? path : null;
+        const contents = app.serviceManager.contents;
+        const model = await contents.newUntitled({ path: cwd, type: 'notebook' });
+        const target = model.path.replace(/Untitled(\d*)\.ipynb$/, 'Training$1.ipynb');
+        let final = model;
+        if (target !== model.path) {
+          final = await contents.rename(model.path, target).catch(() => model); // taken: keep Untitled
+        }
+        await contents.save(final.path, { type: 'notebook', format: 'json', content: trainingNotebook(graphPath) });
+        const widget: any = await app.commands.execute('docmanager:open', { path: final.path });
+        try {
+          await widget?.context?.sessionContext?.ready;
+          await app.commands.execute('notebook:run-all-cells');
+        } catch {
+          // the cell stays, ready to run
+        }
+        return widget;
+      }
+    });
+    palette?.addItem({ command: NEW_TRAINING, category: 'GPU pool' });
+    launcher?.add({ command: NEW_TRAINING, category: 'GPU pool', rank: 2 });
+  }
+};
+
+export default [plugin, graphPlugin, trainingPlugin];

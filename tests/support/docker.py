@@ -535,8 +535,20 @@ class Engine:
         proc.kill()
         proc.wait(timeout=30)
 
+    def power_off(self) -> None:
+        """SIGKILL dockerd, containerd, the shims and every container of this engine, as a
+        node losing power would; the folders stay. :meth:`restart` brings it back (its
+        containers then show as exited)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            raise RuntimeError(f"engine {self.name} is not running")
+        pids = _descendants([proc.pid, *_pids_mentioning(f"{self.run_dir}/")])
+        _kill_all(pids)
+        proc.wait(timeout=30)
+        time.sleep(0.2)
+
     def restart(self) -> None:
-        """Start dockerd again on the same folders after :meth:`crash`."""
+        """Start dockerd again on the same folders after :meth:`crash` or :meth:`power_off`."""
         if self.proc is not None:
             raise RuntimeError(f"engine {self.name} still runs")
         for c in self._clients:

@@ -31,7 +31,8 @@ class Lab:
     """Runs as the test's user (root in CI). Root may write any file, so :meth:`put` makes
     a file that must look read-only immutable (chattr +i), which stops root too."""
 
-    def __init__(self, root: Path, workdir: Path):
+    def __init__(self, root: Path, workdir: Path, env: dict[str, str] | None = None):
+        self.extra_env = dict(env or {})  # e.g. GPUPOOL_API_URL and a token: a real pool
         self.root = root  # the lab's files
         self.workdir = workdir  # config, runtime, logs
         self.token = secrets.token_hex(16)
@@ -78,6 +79,7 @@ class Lab:
             "GPUPOOL_API_URL": "",  # no pool here: the widgets say so and go on
         }
         env.pop("GPUPOOL_DATASETS", None)
+        env.update(self.extra_env)
         args = [
             sys.executable,
             "-m",
@@ -109,13 +111,14 @@ class Lab:
 
     @classmethod
     @contextlib.contextmanager
-    def in_temp(cls) -> Iterator[Lab]:
-        """A started lab in fresh folders under /tmp, removed afterwards."""
+    def in_temp(cls, env: dict[str, str] | None = None) -> Iterator[Lab]:
+        """A started lab in fresh folders under /tmp, removed afterwards; ``env`` is added
+        to its environment (and its kernels')."""
         top = Path(tempfile.mkdtemp(prefix="gpupool-lab-"))
         top.chmod(0o755)
         (top / "root").mkdir()
         (top / "work").mkdir()
-        lab = cls(top / "root", top / "work")
+        lab = cls(top / "root", top / "work", env)
         try:
             yield lab.start()
         finally:

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import traitlets
 
+from gpupool.lab.client import PoolApiError
 from gpupool.lab.graph import FORMAT, GraphError, template
-from gpupool.lab.widgets import GpuMonitor, GraphEditor
+from gpupool.lab.train.job import TrainingError, hyperparameters
+from gpupool.lab.widgets import GpuMonitor, GraphEditor, TrainingLauncher
 from gpupool.lab.widgets.graph_editor import STATIC
 
 
@@ -75,7 +77,48 @@ def test_monitor_window_and_bundles() -> None:
     assert GpuMonitor().window == 120
     with pytest.raises(traitlets.TraitError, match="window: from 10 to 3600"):
         GpuMonitor(window=5)
-    for name in ("graph_editor.js", "gpu_monitor.js", "dataset_picker.js"):
+    for name in ("graph_editor.js", "gpu_monitor.js", "dataset_picker.js", "training_launcher.js"):
         text = (STATIC / name).read_text()
         assert "export" in text and "render" in text
         assert "https://" not in text.replace("https://github.com", "")  # nothing from a CDN
+
+
+def test_training_launcher_takes_a_graph_in_any_form_and_builds_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a pool (no GPUPOOL_API_URL): the form's choices stay empty, the request is
+    built and checked locally; submitting says what is missing. With a real pool:
+    tests/integration/test_trainings.py."""
+    monkeypatch.delenv("GPUPOOL_API_URL", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "x")
+    ed = GraphEditor(template="mlp")
+    path = ed.save(tmp_path / "net")
+    for graph in (ed, ed.graph, ed.document, path, str(path)):
+        assert TrainingLauncher(graph).graph == ed.document
+    with pytest.raises(
+        TrainingError, match="a GraphEditor, a Graph, a dict or a file path, got int"
+    ):
+        TrainingLauncher(3)
+    with pytest.raises(TrainingError, match="cannot read"):
+        TrainingLauncher(tmp_path / "missing.gpgraph.json")
+    launcher = TrainingLauncher(ed, dataset="digits", spec="a100-20g", epochs=3, learning_rate=0.01)
+    assert launcher.specs == [] and launcher.datasets == []
+    assert launcher.hyperparameters == hyperparameters({"epochs": 3, "learning_rate": 0.01})
+    req = launcher.request()
+    assert req["graph"] == ed.document and req["dataset"] == "digits" and req["spec"] == "a100-20g"
+    assert "priority" not in req and "image" not in req
+    with pytest.raises(TrainingError, match=r"hyperparameters\.epochs"):
+        TrainingLauncher(ed, epochs=0)
+    with pytest.raises(TrainingError, match="graph: give a graph"):
+        TrainingLauncher().request()
+    assert TrainingLauncher(command=["python", "t.py"], spec="cpu").request()["command"] == [
+        "python",
+        "t.py",
+    ]
+    # the view's Submit: the error lands in the widget, for the view to show
+    launcher._on_msg(launcher, {"action": "submit"}, [])
+    assert "GPUPOOL_API_URL is not set" in launcher.error
+    with pytest.raises(PoolApiError):
+        launcher.submit()
+    with pytest.raises(TrainingError, match="nothing to cancel"):
+        launcher.cancel()

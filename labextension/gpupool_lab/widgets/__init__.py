@@ -1,4 +1,4 @@
-"""Notebook widgets: ``GraphEditor``, ``DatasetPicker``, ``GpuMonitor``.
+"""Notebook widgets: ``GraphEditor``, ``DatasetPicker``, ``GpuMonitor``, ``TrainingLauncher``.
 
 Custom widgets on anywidget, their JavaScript bundled into this package
 (``static/*.js``, built by labextension/build.sh): nothing is fetched from a CDN at run
@@ -14,5 +14,6 @@ time, and they work in JupyterLab and Notebook 7 alike.
 from .datasets import DatasetPicker
 from .graph_editor import GraphEditor
 from .monitor import GpuMonitor
+from .trainer import TrainingLauncher
 
-__all__ = ["DatasetPicker", "GpuMonitor", "GraphEditor"]
+__all__ = ["DatasetPicker", "GpuMonitor", "GraphEditor", "TrainingLauncher"]

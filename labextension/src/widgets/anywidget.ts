@@ -4,6 +4,7 @@ export interface WidgetModel {
   get(name: string): any;
   set(name: string, value: unknown): void;
   save_changes(): void;
+  send(content: unknown): void;
   on(event: string, cb: () => void): void;
   off(event: string, cb: () => void): void;
 }
