@@ -21,7 +21,6 @@ from tornado import web
 from traitlets import Unicode, default
 
 from .catalog import Catalog, Node, load_catalog
-from .catalog.units import format_mib
 from .container import (
     BRIDGE_PORT,
     ContainerPlan,
@@ -32,7 +31,7 @@ from .container import (
 )
 from .engines import EngineUnreachable, shared_engines
 from .form import OptionsError, allowed_specs, from_form, render_form, validate_options
-from .pool.state import GpuShare
+from .pool.state import GpuShare, describe_shares
 from .poolclient import PoolClient, PoolError
 
 
@@ -286,7 +285,7 @@ class GpuPoolSpawner(DockerSpawner):
             for g in res["gpus"]
         )
         self._event(
-            30, f"reserved {describe_reservation(gpus, spec.gpu_sm_percent)} on {self.node_name}"
+            30, f"reserved {describe_shares(gpus, spec.gpu_sm_percent)} on {self.node_name}"
         )
         try:
             node = self.node
@@ -391,15 +390,3 @@ class GpuPoolSpawner(DockerSpawner):
         if self.reservation_id:
             await self.pool.release(self.reservation_id)
         self.clear_state()
-
-
-def describe_reservation(gpus: tuple[GpuShare, ...], sm: int | None) -> str:
-    """'GPU 1 (20 GiB, 30 % SM)', 'GPUs 0, 1 (whole)', 'no GPU'."""
-    if not gpus:
-        return "no GPU"
-    idx = ", ".join(str(g.index) for g in gpus)
-    word = "GPU" if len(gpus) == 1 else "GPUs"
-    if gpus[0].whole:
-        return f"{word} {idx} (whole)"
-    share = format_mib(gpus[0].memory_mib) + (f", {sm} % SM" if sm else "")
-    return f"{word} {idx} ({share})"

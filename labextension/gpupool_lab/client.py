@@ -123,9 +123,10 @@ class PoolApi:
         )
 
     def training_logs(self, tid: str, tail: int | str = 200) -> str:
-        return self.request(
+        text = self.request(
             "GET", f"trainings/{urllib.parse.quote(tid, safe='')}/logs", query={"tail": tail}
         )
+        return text or ""  # an empty log is an empty body
 
     def cancel_training(self, tid: str) -> dict[str, Any]:
         return self.request("POST", f"trainings/{urllib.parse.quote(tid, safe='')}/cancel", {})

@@ -163,6 +163,7 @@ class PoolHandler(_Base):
         "notices": "notices",
         "reservations": "reservations",
         "datasets": "datasets",
+        "trainings": "trainings",
     }
 
     @web.authenticated
@@ -172,6 +173,15 @@ class PoolHandler(_Base):
             self.send(await self.call_pool("usage", self.get_argument("month", None)))
             return
         self.send({what: await self.call_pool(self.ROUTES[what])})
+
+
+class TrainingCancelHandler(_Base):
+    """Cancel one of this user's trainings (the panel's Cancel), with the server's token."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, tid: str) -> None:
+        self.send(await self.call_pool("cancel_training", tid))
 
 
 class GraphTemplatesHandler(_Base):
@@ -239,7 +249,14 @@ def load(serverapp: Any) -> None:
             (url_path_join(base, "status"), StatusHandler),
             (url_path_join(base, "metrics"), MetricsHandler),
             (url_path_join(base, "metrics/ws"), MetricsSocket),
-            (url_path_join(base, r"pool/(specs|usage|notices|reservations|datasets)"), PoolHandler),
+            (
+                url_path_join(base, r"pool/(specs|usage|notices|reservations|datasets|trainings)"),
+                PoolHandler,
+            ),
+            (
+                url_path_join(base, r"pool/trainings/([A-Za-z0-9._-]{1,64})/cancel"),
+                TrainingCancelHandler,
+            ),
             (url_path_join(base, "graph/templates"), GraphTemplatesHandler),
             (url_path_join(base, "graph/schema"), GraphSchemaHandler),
         ],

@@ -46,11 +46,24 @@ export interface IReservation {
   server_name: string;
 }
 
+export interface ITraining {
+  id: string;
+  name: string;
+  state: string;
+  spec: string;
+  node: string | null;
+  message: string;
+  checkpoint_epoch: number | null;
+  hyperparameters: Record<string, any> | null;
+  result: Record<string, any> | null;
+  submitted_at: string;
+}
+
 const settings = ServerConnection.makeSettings();
 
-export async function get<T>(path: string): Promise<T> {
+export async function get<T>(path: string, init: RequestInit = {}): Promise<T> {
   const url = URLExt.join(settings.baseUrl, 'gpupool', path);
-  const resp = await ServerConnection.makeRequest(url, {}, settings);
+  const resp = await ServerConnection.makeRequest(url, init, settings);
   const text = await resp.text();
   let body: any = null;
   try {

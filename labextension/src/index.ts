@@ -131,17 +131,16 @@ const NEW_TRAINING = 'gpupool:new-training';
 /** The notebook the "Training" launcher item opens: a TrainingLauncher on the graph file
  * in front (or an MLP template when none is), run at once. */
 export function trainingNotebook(graphPath: string | null): Record<string, unknown> {
-  const graph = graphPath
-    ? JSON.stringify(graphPath)
-    : 'mlp(inputs=64, hidden=64, classes=10)  # a template; or a *.gpgraph.json path';
+  const graph = graphPath ? JSON.stringify(graphPath) : 'mlp(inputs=64, hidden=64, classes=10)';
   const code = [
     'from gpupool.lab.widgets import TrainingLauncher',
-    ...(graphPath ? [] : ['from gpupool.lab.graph.templates import mlp']),
-    '',
+    ...(graphPath ? [] : ['from gpupool.lab.graph.templates import mlp', '', '# a template; or the path of a *.gpgraph.json']),
     `launcher = TrainingLauncher(graph=${graph}, epochs=3, learning_rate=0.01)`,
     'launcher'
   ].join('\n');
+  let n = 0;
   const cell = (cell_type: string, source: string) => ({
+    id: `gpupool-training-${n++}`,
     cell_type,
     metadata: {},
     source,

@@ -8,9 +8,9 @@ import {
   get,
   IMetrics,
   INotice,
-  IReservation,
   ISpec,
   IStatus,
+  ITraining,
   MetricsStream
 } from './api';
 import { ISample, ISlice, pushSample } from './format';
@@ -20,7 +20,7 @@ export class PoolModel {
   history: ISample[] = [];
   notices: INotice[] = [];
   specs: ISpec[] = [];
-  trainings: IReservation[] = [];
+  trainings: ITraining[] = [];
   reservationState: string | null = null;
   error: string | null = null;
   models: Record<string, string> = {};
@@ -69,6 +69,15 @@ export class PoolModel {
     }
   }
 
+  async cancelTraining(id: string): Promise<void> {
+    try {
+      await get(`pool/trainings/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+    } catch (e: any) {
+      this.error = `cancel ${id}: ${e.message ?? e}`;
+    }
+    await this.poll();
+  }
+
   async poll(): Promise<void> {
     try {
       const st = await get<IStatus>('status');
@@ -78,8 +87,11 @@ export class PoolModel {
       this.error = st.error;
       const specs = await get<{ specs: ISpec[] }>('pool/specs');
       this.specs = specs.specs;
-      const mine = await get<{ reservations: IReservation[] }>('pool/reservations');
-      this.trainings = mine.reservations.filter(r => r.kind === 'training');
+      const mine = await get<{ trainings: ITraining[] }>('pool/trainings');
+      // the live ones, then the most recent others
+      const live = mine.trainings.filter(t => ['queued', 'starting', 'running'].includes(t.state));
+      const ended = mine.trainings.filter(t => !live.includes(t)).slice(-5).reverse();
+      this.trainings = [...live, ...ended];
     } catch (e: any) {
       this.error = `the pool did not answer: ${e.message ?? e}`;
     }

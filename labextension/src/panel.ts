@@ -139,12 +139,29 @@ export class PoolPanel extends Widget {
     const tr = el('section', 'gp-section gp-trainings');
     tr.appendChild(el('h3', '', 'My trainings'));
     if (!m.trainings.length) {
-      tr.appendChild(el('p', 'gp-muted', 'No training holds resources.'));
+      tr.appendChild(el('p', 'gp-muted', 'None yet: Training in the launcher, or gpupool train submit.'));
     } else {
       const t = el('table');
       for (const r of m.trainings) {
         const row = el('tr');
-        row.append(el('td', '', r.spec), el('td', '', r.node), el('td', '', r.state));
+        row.dataset.training = r.id;
+        row.title = r.message;
+        const acc = r.result?.test_accuracy;
+        const progress =
+          r.state === 'succeeded' && typeof acc === 'number'
+            ? `acc ${acc.toFixed(3)}`
+            : r.checkpoint_epoch
+              ? `epoch ${r.checkpoint_epoch}/${r.hyperparameters?.epochs ?? '?'}`
+              : '';
+        row.append(el('td', '', r.name), el('td', `gp-state gp-${r.state}`, r.state), el('td', 'gp-muted', progress));
+        const cell = el('td');
+        if (['queued', 'starting', 'running'].includes(r.state)) {
+          const b = el('button', 'gp-cancel', 'Cancel');
+          b.title = `cancel ${r.id}`;
+          b.onclick = () => void m.cancelTraining(r.id);
+          cell.appendChild(b);
+        }
+        row.appendChild(cell);
         t.appendChild(row);
       }
       tr.appendChild(t);

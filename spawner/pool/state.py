@@ -247,3 +247,18 @@ def invariant_violations(
         if whole[uuid] and len(holders[uuid]) > 1:
             out.append(f"{uuid}: whole card shared by {len(holders[uuid])} reservations")
     return out
+
+
+def describe_shares(gpus: Sequence[GpuShare], sm: int | None) -> str:
+    """'GPU 1 (20 GiB, 30 % SM)', 'GPUs 0, 1 (whole)', 'no GPU': a placement in words, for
+    spawn progress and trainings' messages."""
+    from ..catalog.units import format_mib
+
+    if not gpus:
+        return "no GPU"
+    idx = ", ".join(str(g.index) for g in gpus)
+    word = "GPU" if len(gpus) == 1 else "GPUs"
+    if gpus[0].whole:
+        return f"{word} {idx} (whole)"
+    share = format_mib(gpus[0].memory_mib) + (f", {sm} % SM" if sm else "")
+    return f"{word} {idx} ({share})"

@@ -19,6 +19,7 @@ import io
 import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,3 +255,66 @@ def test_engine_lost_mid_training_resumes_on_the_other_node(
     while not freed():
         assert time.monotonic() < deadline, "the lost attempt's reservation was not freed"
         time.sleep(1)
+
+
+def test_browser_launch_from_the_widget_watch_the_curve_grow_and_cancel(
+    hub: Hub, client: PoolApi
+) -> None:
+    """Chromium in a real JupyterLab whose kernels reach this hub's pool: the launcher's
+    'Training' item opens a notebook with the widget; Submit; the loss curve grows;
+    Cancel frees the GPUs. Screenshots in .state/screenshots/training-*.png."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.support.lab import BROWSER_ARGS, Lab
+
+    shots = Path(__file__).resolve().parents[2] / ".state" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    env = {"GPUPOOL_API_URL": hub.pool, "GPUPOOL_API_TOKEN": client.token}
+    with Lab.in_temp(env=env) as lab, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(lab.lab_url())
+            item = page.locator(".jp-LauncherCard[title^='Train a network on the pool']")
+            item.click(timeout=90_000)
+            widget = page.locator(".jp-OutputArea .gp-train")
+            expect(widget).to_be_visible(timeout=120_000)  # the notebook ran its cell
+            expect(widget.locator(".gp-train-spec option")).to_have_count(2, timeout=30_000)
+            widget.locator(".gp-train-spec").select_option("a100-40g")
+            epochs = widget.locator(".gp-train-epochs")
+            epochs.fill("200")
+            epochs.dispatch_event("change")
+            widget.locator(".gp-train-batch-size").fill("16")
+            widget.locator(".gp-train-batch-size").dispatch_event("change")
+            page.screenshot(path=str(shots / "training-form.png"))
+            widget.locator(".gp-train-submit").click()
+            badge = widget.locator(".gp-train-badge")
+            expect(badge).to_have_text(re.compile("queued|starting|running"), timeout=30_000)
+            expect(badge).to_have_text("running", timeout=120_000)
+            curve = widget.locator(".gp-train-loss polyline")
+            expect(curve).to_have_attribute("points", re.compile(r"\d,\d"), timeout=120_000)
+            expect(widget.locator(".gp-train-acc .gp-train-value")).to_contain_text(
+                "epoch", timeout=120_000
+            )
+            first = len(curve.get_attribute("points").split())
+            deadline = time.monotonic() + 60
+            while len(curve.get_attribute("points").split()) <= first:
+                assert time.monotonic() < deadline, "the loss curve did not grow"
+                time.sleep(1)
+            expect(widget.locator(".gp-train-log")).to_contain_text("epoch 1/200")
+            page.screenshot(path=str(shots / "training-running.png"))
+            tid = widget.locator("h4 span").first.inner_text().split("·")[-1].strip()
+            widget.locator(".gp-train-cancel").click()
+            expect(badge).to_have_text("cancelled", timeout=60_000)
+            expect(widget.locator(".gp-train-msg")).to_have_text("cancelled by tess")
+            page.screenshot(path=str(shots / "training-cancelled.png"))
+            t = client.training(tid)
+            assert t["state"] == "cancelled"
+            assert client.request("GET", f"reservations/{t['reservation']}")["state"] == "released"
+        finally:
+            browser.close()
+        assert not errors, errors

@@ -154,6 +154,43 @@ async def test_pool_proxy_with_the_servers_token(jp_fetch, pool_side) -> None:  
     assert e.value.code == 400
 
 
+@pytest.fixture
+def two_trainings(pool_side: dict[str, Any], hub: Hub) -> dict[str, str]:
+    """A queued training of this server's user and one of another user's."""
+    from gpupool.lab.graph.templates import mlp
+
+    out = {}
+    for who, token in (("mine", pool_side["token"]), ("other", hub.user_token("mo"))):
+        r = requests.post(
+            f"{hub.pool}/trainings",
+            headers={"Authorization": f"token {token}"},
+            json={"graph": mlp(inputs=64).to_json(), "dataset": "digits", "spec": "cpu-1"},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        out[who] = r.json()["id"]
+    return out
+
+
+async def test_trainings_listed_and_cancelled_through_the_proxy(
+    jp_fetch, two_trainings: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    """What the panel does: list the user's trainings, cancel one (this hub dispatches
+    nothing, so it stays queued until cancelled); another user's answers 404."""
+    tid = two_trainings["mine"]
+    listed = body(await jp_fetch("gpupool", "pool", "trainings"))["trainings"]
+    assert tid in [t["id"] for t in listed] and two_trainings["other"] not in str(listed)
+    done = body(
+        await jp_fetch("gpupool", "pool", "trainings", tid, "cancel", method="POST", body="")
+    )
+    assert (done["id"], done["state"]) == (tid, "cancelled")
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch(
+            "gpupool", "pool", "trainings", two_trainings["other"], "cancel", method="POST", body=""
+        )
+    assert e.value.code == 404
+
+
 async def test_graph_templates_and_schema(jp_fetch) -> None:  # type: ignore[no-untyped-def]
     from gpupool.lab.graph import load
 

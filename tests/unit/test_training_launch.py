@@ -118,3 +118,14 @@ def test_a_trainer_container_is_a_sliced_container_with_only_its_dataset_read_on
     env = plan.environment
     assert env["CUDA_DEVICE_MEMORY_LIMIT_0"] == "40960m" and env["CUDA_DEVICE_SM_LIMIT_0"] == "50"
     assert plan.host_config["cap_drop"] == ["ALL"] and not plan.host_config["privileged"]
+
+
+def test_where_a_training_runs_in_words() -> None:
+    from gpupool.pool.state import describe_shares
+
+    half = GpuShare("GPU-a", 1, 40960, 50, False)
+    assert describe_shares((half,), 50) == "GPU 1 (40 GiB, 50 % SM)"
+    assert describe_shares((half,), None) == "GPU 1 (40 GiB)"
+    whole = (GpuShare("GPU-a", 0, 81920, 100, True), GpuShare("GPU-b", 1, 81920, 100, True))
+    assert describe_shares(whole, None) == "GPUs 0, 1 (whole)"
+    assert describe_shares((), None) == "no GPU"

@@ -122,3 +122,62 @@ def test_training_launcher_takes_a_graph_in_any_form_and_builds_the_request(
         launcher.submit()
     with pytest.raises(TrainingError, match="nothing to cancel"):
         launcher.cancel()
+
+
+class StubPool:
+    """A stand-in for the pool API, in process, for the launcher's following thread (the
+    real API: tests/integration/test_trainings.py). It plays one training: queued with an
+    empty log, then running with metrics, then succeeded."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def specs(self) -> list[dict]:
+        return [{"slug": "cpu-1", "display_name": "CPU", "gpus": 0, "fits_now": 3}]
+
+    def datasets(self) -> list[dict]:
+        return [{"name": "digits", "format": "numpy"}]
+
+    def submit_training(self, req: dict) -> dict:
+        return {"id": "t-1", "state": "queued", "message": "queued"}
+
+    def training(self, tid: str) -> dict:
+        self.calls += 1
+        state = ["queued", "running", "running", "succeeded"][min(self.calls - 1, 3)]
+        out = {
+            "id": tid,
+            "state": state,
+            "message": state,
+            "node": "n1" if state != "queued" else None,
+        }
+        if state == "succeeded":
+            out["result"] = {"test_accuracy": 0.9, "snippet": "x"}
+        return out
+
+    def training_metrics(self, tid: str, since: int = 0, kinds: str | None = None) -> dict:
+        if self.calls < 2 or since >= 3:
+            return {"records": [], "last_seq": since}
+        recs = [
+            {"seq": 1, "kind": "start", "steps_per_epoch": 2},
+            {"seq": 2, "kind": "step", "step": 1, "loss": 2.0, "samples_per_s": 100.0},
+            {"seq": 3, "kind": "epoch", "epoch": 1, "test_accuracy": 0.9},
+        ]
+        return {"records": recs, "last_seq": 3}
+
+    def training_logs(self, tid: str, tail: int | str = 200) -> str:
+        return "" if self.calls < 2 else "epoch 1/1\n"
+
+
+def test_training_launcher_follows_its_training_in_a_thread() -> None:
+    import time
+
+    launcher = TrainingLauncher(template("mlp"), spec="cpu-1", api=StubPool(), poll_seconds=0.02)
+    assert launcher.specs[0]["slug"] == "cpu-1" and launcher.datasets[0]["name"] == "digits"
+    launcher.submit()  # follows in a thread, as after the view's Submit
+    deadline = time.monotonic() + 10
+    while launcher.state != "succeeded":
+        assert time.monotonic() < deadline, (launcher.state, launcher.error)
+        time.sleep(0.02)
+    assert launcher.error == ""  # an empty log on the way was no error
+    assert launcher.steps == [[1, 2.0, 100.0]] and launcher.epochs[0]["epoch"] == 1
+    assert launcher.log_tail == "epoch 1/1\n" and launcher.result["test_accuracy"] == 0.9

@@ -183,35 +183,40 @@ def train(job: dict[str, Any], out: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=gen).to(device)
-        total, count = 0.0, 0
-        tick, tick_samples = time.perf_counter(), 0
+        # losses add up on the device and are read (a sync) only where a step is
+        # reported: a read per step would stall the GPU's queue every step
+        total = torch.zeros((), device=device)
+        window = torch.zeros((), device=device)  # the sum of the steps' mean losses
+        count = window_steps = 0
+        tick = time.perf_counter()
         for s in range(steps):
             idx = perm[s * batch : (s + 1) * batch]
-            mine = idx[rank::world]
+            mine = idx[rank::world] if world > 1 else idx
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(x_train[mine]), y_train[mine])
             loss.backward()
             opt.step()
-            part = loss.detach() * len(mine)
-            if world > 1:
-                both = torch.stack([part, torch.tensor(float(len(mine)), device=device)])
-                dist.all_reduce(both)
-                part, size = both[0], int(both[1].item())
-            else:
-                size = len(mine)
-            total += float(part)
-            count += size
-            tick_samples += size
+            window += loss.detach()
+            window_steps += 1
             if (s + 1) % every == 0 or s + 1 == steps:
+                if world > 1:  # every process's mean: the global batch's mean loss
+                    dist.all_reduce(window)
+                    window /= world
                 now = time.perf_counter()
+                samples = window_steps * len(idx)
                 report(
                     "step",
                     epoch=epoch,
                     step=(epoch - 1) * steps + s + 1,
-                    loss=round(float(part) / max(size, 1), 6),
-                    samples_per_s=round(tick_samples / max(now - tick, 1e-9), 1),
+                    loss=round(float(window) / window_steps, 6),
+                    samples_per_s=round(samples / max(now - tick, 1e-9), 1),
                 )
-                tick, tick_samples = now, 0
+                total += window * len(idx)
+                count += samples
+                window = torch.zeros((), device=device)
+                window_steps = 0
+                tick = now
+        total = float(total)
         seconds = time.perf_counter() - t0
         if rank == 0:
             net.eval()

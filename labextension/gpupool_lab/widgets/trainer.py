@@ -236,6 +236,8 @@ class TrainingLauncher(anywidget.AnyWidget):
                         return
                 except PoolApiError as e:
                     self.error = e.message
+                except Exception as e:  # shown in the widget; the thread goes on
+                    self.error = f"{type(e).__name__}: {e}"
                 self._stop.wait(self.poll_seconds)
 
         self._thread = threading.Thread(target=follow, name="gpupool-training", daemon=True)

@@ -6,31 +6,13 @@
 import { describeLive, formatMiB, ISample, linePoints, pushSample } from '../format';
 import { injectStyle } from '../dom';
 import { RenderProps, serverConfig } from './anywidget';
+import { LineChart, lineChart } from './chart';
 
 const W = 260;
 const H = 60;
 
-function chart(title: string, cls: string): { box: HTMLElement; line: SVGPolylineElement; value: HTMLElement } {
-  const box = document.createElement('div');
-  box.className = `gp-mon-chart ${cls}`;
-  const head = document.createElement('div');
-  head.className = 'gp-mon-head';
-  const name = document.createElement('span');
-  name.textContent = title;
-  const value = document.createElement('span');
-  value.className = 'gp-mon-value';
-  head.append(name, value);
-  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  svg.setAttribute('width', String(W));
-  svg.setAttribute('height', String(H));
-  const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
-  line.setAttribute('fill', 'none');
-  line.setAttribute('stroke', 'var(--jp-brand-color1, #1976d2)');
-  line.setAttribute('stroke-width', '1.5');
-  svg.appendChild(line);
-  box.append(head, svg);
-  return { box, line, value };
+function chart(title: string, cls: string): LineChart {
+  return lineChart(title, cls, 'gp-mon', W, H);
 }
 
 const CSS = `

@@ -9,6 +9,7 @@
 import { el, injectStyle } from '../dom';
 import { linePoints } from '../format';
 import { RenderProps, WidgetModel } from './anywidget';
+import { LineChart, lineChart } from './chart';
 
 const W = 320;
 const H = 90;
@@ -35,7 +36,7 @@ const CSS = `
 .gp-train-error { color: var(--jp-error-color1, #c62828); white-space: pre-wrap; }
 .gp-train-charts { display: flex; flex-wrap: wrap; gap: 12px; margin: 6px 0; }
 .gp-train-chart { border: 1px solid var(--jp-border-color2, #ddd); border-radius: 3px; padding: 3px 5px; }
-.gp-train-chart-head { display: flex; justify-content: space-between; gap: 10px; }
+.gp-train-head { display: flex; justify-content: space-between; gap: 10px; }
 .gp-train-chart svg { display: block; background: var(--jp-layout-color0, #fafafa); }
 .gp-train-log, .gp-train-snippet { font-family: var(--jp-code-font-family, monospace); font-size: 11px;
   background: var(--jp-layout-color2, #f5f5f5); padding: 4px 6px; max-height: 140px; overflow: auto;
@@ -43,28 +44,8 @@ const CSS = `
 .gp-train-final { font-weight: 600; }
 `;
 
-interface Chart {
-  box: HTMLElement;
-  line: SVGPolylineElement;
-  value: HTMLElement;
-}
-
-function chart(title: string, cls: string): Chart {
-  const box = el('div', `gp-train-chart ${cls}`);
-  const head = el('div', 'gp-train-chart-head');
-  const value = el('span', 'gp-train-chart-value');
-  head.append(el('span', '', title), value);
-  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  svg.setAttribute('width', String(W));
-  svg.setAttribute('height', String(H));
-  const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
-  line.setAttribute('fill', 'none');
-  line.setAttribute('stroke', 'var(--jp-brand-color1, #1976d2)');
-  line.setAttribute('stroke-width', '1.5');
-  svg.appendChild(line);
-  box.append(head, svg);
-  return { box, line, value };
+function chart(title: string, cls: string): LineChart {
+  return lineChart(title, cls, 'gp-train', W, H);
 }
 
 function field(form: HTMLElement, label: string, input: HTMLElement): void {

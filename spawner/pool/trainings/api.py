@@ -173,7 +173,7 @@ class TrainingCancelHandler(TrainingBase):
         if not self.caller.may_change(t.owner):
             raise ApiError(403, "observers may read trainings, not cancel them")
         if t.state in ENDED:
-            raise ApiError(409, f"training {tid} has already {t.state}")
+            raise ApiError(409, f"training {tid} has already ended ({t.state})")
         by = self.caller.name
         done = await self.ctx.run(
             self.store.update,

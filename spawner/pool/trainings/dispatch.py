@@ -42,6 +42,7 @@ from ...lab.train.job import OUTPUT_ROOT, job_document
 from .. import accounting
 from ..ledger import Ledger, Reservation
 from ..scheduler import Rejection
+from ..state import describe_shares
 from ..tables import utcnow
 from . import launch
 from .queue import Policy, Use, Waiting, explain, order, walk
@@ -315,7 +316,7 @@ class Dispatcher:
             t.id,
             only_from=["starting"],
             state="running",
-            message=f"running on {node.name}",
+            message=f"running on {node.name}, {describe_shares(res.gpus, spec.gpu_sm_percent)}",
         )
         await self._event(
             t,

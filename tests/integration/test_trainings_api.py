@@ -1,0 +1,177 @@
+"""The trainings API through a real JupyterHub and configurable-http-proxy, on the test
+catalog whose nodes have no engines (nothing is dispatched here; tests/integration/
+test_trainings.py runs trainings on real engines): bad input answers 400 naming the field
+and what is allowed, a spec the quota never allows 403, another user's training 404, and
+cancel while queued."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import requests
+
+from gpupool.lab.graph.templates import mlp
+from tests.support.hub import Hub
+
+pytestmark = pytest.mark.hub
+GRAPH = mlp(inputs=64, hidden=16, classes=10).to_json()
+
+
+def call(hub: Hub, token: str, method: str, path: str, body: Any = None) -> requests.Response:
+    return requests.request(
+        method,
+        f"{hub.pool}{path}",
+        headers={"Authorization": f"token {token}"},
+        json=body,
+        timeout=30,
+    )
+
+
+def good(**kw: Any) -> dict[str, Any]:
+    return {"graph": GRAPH, "dataset": "digits", "spec": "cpu-1", **kw}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (
+            good(
+                graph={
+                    **GRAPH,
+                    "nodes": [*GRAPH["nodes"][:-1], {**GRAPH["nodes"][-1], "type": "Nope"}],
+                }
+            ),
+            400,
+            "unknown layer 'Nope'",
+        ),
+        (
+            good(dataset="imagenet"),
+            400,
+            "dataset 'imagenet' is not in the catalog; allowed: digits",
+        ),
+        (good(spec="h100"), 400, "spec 'h100' is not a spec you may use; allowed: cpu-1, a100-40g"),
+        (good(spec="a100-2x"), 400, "'a100-2x' is not a spec you may use"),
+        (good(priority=3), 400, "priority: an integer from -10 to 0, got 3"),
+        (good(hyperparameters={"epochs": -1}), 400, "hyperparameters.epochs: must be an integer"),
+        (good(env={"LD_PRELOAD": "/x.so"}), 400, "unknown field(s) env"),
+        (good(image="lab"), 400, "image 'lab' cannot run trainings on cpu-1; allowed: trainer"),
+        ({"spec": "cpu-1"}, 400, "send either graph"),
+    ],
+)
+def test_bad_requests_say_what_is_wrong(hub: Hub, body: dict, status: int, words: str) -> None:
+    r = call(hub, hub.user_token("alice"), "POST", "/trainings", body)
+    assert r.status_code == status, r.text
+    assert words in r.json()["message"]
+
+
+def test_a_malformed_graph_names_the_layer_and_its_error(hub: Hub) -> None:
+    bad = copy.deepcopy(GRAPH)
+    next(n for n in bad["nodes"] if n["id"] == "fc1")["params"]["out_features"] = "many"
+    r = call(hub, hub.user_token("alice"), "POST", "/trainings", good(graph=bad))
+    assert r.status_code == 400
+    msg = r.json()["message"]
+    assert msg.startswith("graph: ") and "fc1" in msg and "out_features" in msg
+
+
+def test_a_spec_the_quota_never_allows_is_403(hub: Hub) -> None:
+    token = hub.user_token("quinn", groups=("gpu-power-users", "gpu-limited"))
+    r = call(hub, token, "POST", "/trainings", good(spec="a100-2x"))
+    assert r.status_code == 403 and r.json()["reason"] == "quota"
+    assert "at most 1 GPU(s) at a time" in r.json()["message"]
+    assert call(hub, token, "GET", "/trainings").json()["trainings"] == []  # nothing queued
+
+
+def test_queued_cancel_and_others_get_404(hub: Hub) -> None:
+    alice, bob = hub.user_token("alice"), hub.user_token("bob")
+    r = call(hub, alice, "POST", "/trainings", good(name="first try", priority=-2))
+    assert r.status_code == 201, r.text
+    t = r.json()
+    assert r.headers["Location"] == f"trainings/{t['id']}"
+    assert (t["state"], t["name"], t["priority"], t["attempt"]) == ("queued", "first try", -2, 0)
+    assert t["hyperparameters"]["epochs"] == 10 and t["output"] == f"~/trainings/{t['id']}/"
+    for path in ("", "/metrics", "/logs"):
+        assert call(hub, bob, "GET", f"/trainings/{t['id']}{path}").status_code == 404
+    assert call(hub, bob, "POST", f"/trainings/{t['id']}/cancel").status_code == 404
+    assert call(hub, bob, "GET", "/trainings?owner=alice").status_code == 404
+    assert t["id"] not in {x["id"] for x in call(hub, bob, "GET", "/trainings").json()["trainings"]}
+    mine = call(hub, alice, "GET", "/trainings?state=queued").json()["trainings"]
+    assert t["id"] in {x["id"] for x in mine}
+    assert call(hub, alice, "GET", "/trainings?state=sleeping").status_code == 400
+
+    r = call(hub, alice, "POST", f"/trainings/{t['id']}/cancel")
+    assert r.status_code == 202
+    assert (r.json()["state"], r.json()["message"]) == (
+        "cancelled",
+        "cancelled by alice while queued",
+    )
+    events = call(hub, alice, "GET", f"/trainings/{t['id']}/metrics").json()["records"]
+    assert [e["kind"] for e in events] == ["cancelled"]
+    again = call(hub, alice, "POST", f"/trainings/{t['id']}/cancel")
+    assert again.status_code == 409 and "has already ended (cancelled)" in again.json()["message"]
+    ended = call(hub, alice, "GET", "/trainings?state=ended").json()["trainings"]
+    assert t["id"] in {x["id"] for x in ended}
+    assert call(hub, alice, "GET", f"/trainings/{t['id']}/logs").text == ""
+    assert call(hub, alice, "GET", f"/trainings/{t['id']}/logs?tail=0").status_code == 400
+    assert call(hub, alice, "GET", "/trainings/t-doesnotexist").status_code == 404
+
+
+def test_the_cli_submits_lists_shows_and_cancels(hub: Hub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    graph = tmp_path / "net.gpgraph.json"
+    graph.write_text(json.dumps(GRAPH))
+    env = {
+        **os.environ,
+        "GPUPOOL_API_URL": hub.pool,
+        "GPUPOOL_API_TOKEN": hub.user_token("cleo"),
+    }
+    exe = str(Path(sys.executable).with_name("gpupool"))
+
+    def gp(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, "train", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    r = gp(
+        "submit",
+        "--graph",
+        str(graph),
+        "--dataset",
+        "digits",
+        "--spec",
+        "cpu-1",
+        "--epochs",
+        "2",
+        "--learning-rate",
+        "0.01",
+        "--name",
+        "from the cli",
+    )
+    assert r.returncode == 0, r.stderr
+    tid = r.stdout.split()[1]
+    assert r.stdout.startswith(f"submitted {tid} (from the cli): ")
+    assert f"gpupool train logs {tid} --follow" in r.stdout
+    r = gp("list")
+    assert r.returncode == 0 and tid in r.stdout and "queued" in r.stdout
+    assert r.stdout.splitlines()[0].split()[:4] == ["id", "name", "state", "spec"]
+    r = gp("show", tid)
+    assert "spec cpu-1, image trainer, dataset digits" in r.stdout
+    assert "epochs 2" in r.stdout and "learning_rate 0.01" in r.stdout
+    r = gp("show", tid, "--json")
+    assert json.loads(r.stdout)["hyperparameters"]["epochs"] == 2
+    cmd = gp("submit", "--spec", "cpu-1", "--json", "--", "python", "train.py", "--fast")
+    assert json.loads(cmd.stdout)["command"] == ["python", "train.py", "--fast"]
+    assert gp("cancel", tid).stdout.strip() == f"{tid}: cancelled by cleo while queued"
+    assert gp("logs", tid).returncode == 0
+    bad = gp("submit", "--graph", str(graph), "--dataset", "digits", "--spec", "h100")
+    assert bad.returncode == 1
+    assert "gpupool train: spec 'h100' is not a spec you may use; allowed: cpu-1" in bad.stderr
+    none = gp("submit", "--spec", "cpu-1")
+    assert none.returncode == 1 and "give --graph FILE, or a command after --" in none.stderr
+    assert gp("show", "t-000000000000").returncode == 1
