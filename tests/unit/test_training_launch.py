@@ -42,6 +42,7 @@ def test_job_archive_puts_the_job_and_the_checkpoint_owned_by_the_user() -> None
             "trainings/t-1/checkpoints/epoch-0002.pt",
         ]
         assert all((m.uid, m.gid) == (1000, 100) for m in members.values())
+        assert all(m.mtime > 1_700_000_000 for m in members.values())  # now, not 1970
         assert json.load(tar.extractfile("trainings/t-1/job.json")) == {"id": "t-1"}  # type: ignore[arg-type]
         assert tar.extractfile("trainings/t-1/checkpoints/epoch-0002.pt").read() == blob  # type: ignore[union-attr]
 

@@ -53,12 +53,18 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
 def follow(api: PoolApi, tid: str, out: TextIO, every: float = 2.0) -> dict[str, Any]:
     """Print progress until the training ends: where it waits, then each epoch."""
     since, last_msg = 0, ""
-    while True:
-        t = api.training(tid)
+
+    def state_line(t: dict[str, Any]) -> None:
+        nonlocal last_msg
         if t["message"] != last_msg:
             print(f"[{t['state']}] {t['message']}", file=out, flush=True)
             last_msg = t["message"]
+
+    while True:
+        t = api.training(tid)
         m = api.training_metrics(tid, since=since, kinds="epoch,resume,requeued,error")
+        if t["state"] not in ENDED:
+            state_line(t)  # where it is now, then the epochs since the last look
         for r in m["records"]:
             if r["kind"] == "epoch":
                 acc = r.get("test_accuracy")
@@ -74,6 +80,7 @@ def follow(api: PoolApi, tid: str, out: TextIO, every: float = 2.0) -> dict[str,
                 print(f"  resumed after epoch {r['epoch']}", file=out, flush=True)
         since = m["last_seq"]
         if t["state"] in ENDED:
+            state_line(t)  # the end, after its last epochs
             return t
         time.sleep(every)
 

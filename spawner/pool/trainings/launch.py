@@ -12,6 +12,7 @@ import io
 import json
 import re
 import tarfile
+import time
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -38,9 +39,15 @@ def command(training_id: str, processes: int) -> list[str]:
     return ["torchrun", "--standalone", f"--nproc_per_node={processes}", *runner]
 
 
-def _entry(tar: tarfile.TarFile, name: str, data: bytes | None = None, mode: int = 0o755) -> None:
+def _info(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.uid, info.gid, info.uname, info.gname = UID, GID, "jovyan", "users"
+    info.mtime = int(time.time())  # else 1970 in the file browser
+    return info
+
+
+def _entry(tar: tarfile.TarFile, name: str, data: bytes | None = None, mode: int = 0o755) -> None:
+    info = _info(name)
     if data is None:
         info.type, info.mode = tarfile.DIRTYPE, mode
         tar.addfile(info)
@@ -66,8 +73,7 @@ def job_archive(
         _entry(tar, f"{base}/job.json", json.dumps(job, indent=1).encode())
         if checkpoint is not None:
             name, stream, size = checkpoint
-            info = tarfile.TarInfo(f"{base}/checkpoints/{name}")
-            info.uid, info.gid, info.uname, info.gname = UID, GID, "jovyan", "users"
+            info = _info(f"{base}/checkpoints/{name}")
             info.size, info.mode = size, 0o644
             tar.addfile(info, stream)
 
