@@ -219,6 +219,56 @@ def test_cancel_while_running_and_the_run_time_limit(client: PoolApi) -> None:
     assert lim["message"] == "stopped: it ran past its maximum run time of 1 min"
 
 
+def test_a_command_training_runs_in_the_users_home(
+    engines: dict[str, Engine], client: PoolApi
+) -> None:
+    """A command instead of a graph: it runs in the home folder, may report metrics with
+    GPUPOOL-METRIC lines, and its exit status decides."""
+    report = (
+        'print("GPUPOOL-METRIC " + json.dumps({"kind": "epoch", "epoch": 1, "test_accuracy": 0.5}))'
+    )
+    ok = client.submit_training(
+        {
+            "spec": "a100-40g",
+            "command": [
+                "python",
+                "-c",
+                f"import json, os; {report}; "
+                "open(os.environ['GPUPOOL_TRAINING_OUTPUT'] + '/out.txt', 'w').write(os.getcwd())",
+            ],
+        }
+    )
+    bad = client.submit_training(
+        {"spec": "a100-40g", "command": ["python", "-c", "raise SystemExit(3)"]}
+    )
+    ok = wait(client, ok["id"], lambda x: x["state"] in ("succeeded", "failed"), 120, "finished")
+    assert ok["state"] == "succeeded", client.training_logs(ok["id"])
+    assert ok["kind"] == "command" and ok["name"] == "python"
+    epochs = client.training_metrics(ok["id"], kinds="epoch")["records"]
+    assert epochs[0]["test_accuracy"] == 0.5
+    files = home_files(engines[ok["node"]], "tess", f"trainings/{ok['id']}")
+    assert "out.txt" in files and files["out.txt"] == len("/home/jovyan")
+    # the command's own failure: failed at once, not retried
+    bad = wait(client, bad["id"], lambda x: x["state"] in ("succeeded", "failed"), 120, "ended")
+    assert (bad["state"], bad["attempt"], bad["exit_code"]) == ("failed", 1, 3)
+    assert bad["message"] == "python exited with status 3"
+
+
+def test_a_hub_restart_mid_training_loses_nothing(hub: Hub, client: PoolApi) -> None:
+    """The hub (and with it the pool service) stops while a training runs and starts
+    again: the training goes on in its container and the pool picks it up where its
+    database says, every epoch recorded once."""
+    t = client.submit_training(request(epochs=12, batch_size=8, learning_rate=0.005))
+    wait(client, t["id"], lambda x: (x["checkpoint_epoch"] or 0) >= 1, 180, "a first checkpoint")
+    hub.stop()
+    time.sleep(3)
+    hub.start()
+    t = wait(client, t["id"], lambda x: x["state"] in ("succeeded", "failed"), 300, "finished")
+    assert t["state"] == "succeeded" and t["attempt"] == 1, client.training_logs(t["id"])
+    epochs = [e["epoch"] for e in client.training_metrics(t["id"], kinds="epoch")["records"]]
+    assert epochs == list(range(1, 13))
+
+
 def test_engine_lost_mid_training_resumes_on_the_other_node(
     hub: Hub, engines: dict[str, Engine], client: PoolApi
 ) -> None:

@@ -304,6 +304,9 @@ def run_command(job: dict[str, Any], out: Path) -> int:
         raise TrainingError(f"command {job['command'][0]!r} could not start: {e}") from None
     if code == 0:
         report("done", exit_code=0)
+    else:  # its own failure, not the node's: said, so that the pool does not retry it
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        print(ERROR_MARK + json.dumps({"message": f"{job['command'][0]} {how}"}), flush=True)
     return code
 
 
