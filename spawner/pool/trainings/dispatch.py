@@ -391,10 +391,10 @@ class Dispatcher:
         if node is None:
             await self._lost(t, f"node {t.node!r} is no longer in the catalog", supersede=False)
             return
-        if t.state == "starting":
-            started = _ts(t.started_at)
-            if self.clock() - started < 600:
-                return  # launch() is on it
+        # A pass watches, then schedules and awaits its launches: no launch runs while
+        # trainings are watched. One still "starting" here had its launch cut short (the
+        # pool service stopped): it is adopted if its container runs, else started again.
+        interrupted = t.state == "starting"
         try:
             info = await self.engines.call(node, "inspect_container", t.container)
         except NotFound:
@@ -416,6 +416,17 @@ class Dispatcher:
             return
         await self._read(t, node)
         st = info.get("State") or {}
+        if interrupted and st.get("Running"):
+            await self.run(
+                self.store.update,
+                t.id,
+                only_from=["starting"],
+                state="running",
+                message=f"running on {node.name}",
+            )
+        elif interrupted and st.get("Status") == "created":
+            await self._lost(t, "its start was interrupted", supersede=False)
+            return
         if st.get("Running"):
             if t.cancel_requested:
                 await self._stop(node, t)
