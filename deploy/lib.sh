@@ -103,6 +103,9 @@ ensure_test_tools() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v gcc >/dev/null || missing+=(gcc libc6-dev)
     command -v openssl >/dev/null || missing+=(openssl)
+    # the compose deployment's test (Debian's Compose v1; `docker compose` v2 works too)
+    command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
+        || missing+=(docker-compose)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }

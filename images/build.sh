@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# images/build.sh [--image singleuser|agent] [--host DOCKER_HOST] [--tag TAG] [--base IMAGE]
+# images/build.sh [--image singleuser|trainer|agent|hub|all] [--host DOCKER_HOST] [--tag TAG] [--base IMAGE]
 #                 [--force] [--print-hash]
 #
 # Builds an image of images/<image>/Dockerfile on one Docker engine:
@@ -10,15 +10,20 @@
 # - trainer: the single-user image (built first, --singleuser TAG) plus PyTorch and
 #   Pillow, for trainings (gpupool-train, torchrun). PyTorch comes from $GPUPOOL_TORCH_WHEEL,
 #   else a torch-*-cp311 wheel in $PIP_FIND_LINKS or /opt/wheels, else TORCH_SPEC
-#   (default "torch") from the index.
+#   (default "torch") from the index;
+# - hub: JupyterHub, configurable-http-proxy (this machine's, else npm's) and
+#   gpupool[hub,postgres,oauth] with jupyterhub_config.py (deploy/compose runs it).
+# - hami-core: HAMi-core's libvgpu.so for the nodes (images/hami-core/), on a CUDA devel
+#   base (--base nvidia/cuda:...-devel-...); not part of "all".
 #
 #   --host URL     the engine (default $DOCKER_HOST or unix:///var/run/docker.sock); for a
 #                  TLS engine also set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH
-#   --image NAME   singleuser, agent or trainer
+#   --image NAME   singleuser, trainer, agent, hub, or all (the four, in that order)
 #   --tag TAG      default gpupool/<image>:latest
 #   --base IMAGE   default $GPUPOOL_BASE_IMAGE or gpupool/base:bookworm, which images/base.sh
 #                  makes with debootstrap if the engine lacks it. A real GPU deployment
 #                  passes a CUDA image from its registry here.
+#   --hami-src DIR (hami-core) a HAMi-core checkout to build instead of the pinned commit
 #   --force        build even if TAG exists with the same build hash
 #   --print-hash   print the hash of the build inputs and exit (needs no engine)
 #
@@ -53,6 +58,7 @@ JUPYTERLAB_SPEC="${JUPYTERLAB_SPEC:-jupyterlab>=4,<5}"
 HASH_LABEL="org.gpupool.build-hash"
 SINGLEUSER="gpupool/singleuser:latest"
 TORCH_SPEC="${TORCH_SPEC:-torch}"
+HAMI_SRC=""
 
 say() { printf '\033[1m[gpupool build]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[gpupool build] error:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -69,16 +75,41 @@ while [ $# -gt 0 ]; do
         --base=*) BASE="${1#*=}"; shift ;;
         --singleuser) SINGLEUSER="$2"; shift 2 ;;
         --singleuser=*) SINGLEUSER="${1#*=}"; shift ;;
+        --hami-src) HAMI_SRC="$2"; shift 2 ;;
+        --hami-src=*) HAMI_SRC="${1#*=}"; shift ;;
         --force) FORCE=1; shift ;;
         --print-hash) PRINT_HASH=1; shift ;;
-        -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
 case "$IMAGE" in
-    singleuser|agent|trainer) ;;
-    *) die "--image $IMAGE: no such image; allowed: singleuser, agent, trainer" ;;
+    singleuser|agent|trainer|hub|hami-core) ;;
+    all)
+        for one in singleuser trainer agent hub; do
+            bash "$0" --image "$one" --host "$HOST" --base "$BASE" ${FORCE:+--force}
+        done
+        exit 0 ;;
+    *) die "--image $IMAGE: no such image; allowed: singleuser, agent, trainer, hub, hami-core, all" ;;
 esac
+
+if [ "$IMAGE" = hami-core ]; then
+    # HAMi-core's libvgpu.so (images/hami-core/Dockerfile): a CUDA devel base, no pip
+    if [ "$BASE" = "$DEFAULT_BASE" ] || [[ "$BASE" == gpupool/base:* ]]; then
+        die "--image hami-core needs a CUDA devel base image, e.g. --base nvidia/cuda:12.4.1-devel-ubuntu22.04 ($BASE has no CUDA toolkit). Without a registry, tests/gpu/device.sh builds libvgpu.so on a GPU machine with images/hami-core/build-libvgpu.sh."
+    fi
+    [ -z "$HAMI_SRC" ] || [ -f "$HAMI_SRC/CMakeLists.txt" ] || die "--hami-src $HAMI_SRC: no HAMi-core source there (no CMakeLists.txt)"
+    TAG="${TAG:-gpupool/hami-core:latest}"
+    CTX="$(mktemp -d)"
+    trap 'rm -rf "$CTX"' EXIT
+    cp "$HERE/hami-core/Dockerfile" "$HERE/hami-core/build-libvgpu.sh" "$CTX/"
+    mkdir "$CTX/src"
+    [ -z "$HAMI_SRC" ] || cp -a "$HAMI_SRC/." "$CTX/src/"
+    say "building $TAG on $HOST (base $BASE, HAMi-core from ${HAMI_SRC:-GitHub, the pinned commit})"
+    "$DOCKER" -H "$HOST" build --network host --build-arg "BASE=$BASE" \
+        --build-arg "INSTALL_BASE=${GPUPOOL_INSTALL_BASE:-debian:bookworm-slim}" -t "$TAG" "$CTX"
+    exit 0
+fi
 TAG="${TAG:-gpupool/$IMAGE:latest}"
 IMAGE_DIR="$HERE/$IMAGE"
 
@@ -106,9 +137,19 @@ fi
 
 # The gpupool sources that go into the image (what `pip install /src` needs).
 src_files() {
-    (cd "$ROOT" && find pyproject.toml README.md spawner labextension/gpupool_lab \
+    (cd "$ROOT" && find pyproject.toml README.md spawner kernels labextension/gpupool_lab \
         labextension/jupyter-config -type f \
         ! -name '*.pyc' ! -name '*.pyo' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z)
+}
+
+chp_dir() {
+    # the build machine's configurable-http-proxy (pure JavaScript), for the hub image
+    local bin
+    bin="$(command -v configurable-http-proxy 2>/dev/null)" || return 0
+    bin="$(readlink -f "$bin")"
+    local d="${bin%/bin/*}"
+    [ -f "$d/package.json" ] && echo "$d"
+    return 0
 }
 
 torch_wheel() {
@@ -141,7 +182,17 @@ build_hash() {
         echo "jupyterhub=$JUPYTERHUB_VERSION"
         echo "jupyterlab=$JUPYTERLAB_SPEC"
         cat "$IMAGE_DIR"/* | sha256sum
-        (cd "$ROOT" && src_files | xargs -0 sha256sum)
+        # the lab extension's built files by what they are built from (labextension/build.sh's
+        # stamp): webpack numbers a module by its absolute path, so the same sources built
+        # in another checkout give another remoteEntry.js, and would rebuild every image
+        (cd "$ROOT" && src_files | grep -zv -e '^labextension/gpupool_lab/labextension/' \
+            -e '^labextension/gpupool_lab/widgets/static/' | xargs -0 sha256sum)
+        echo "lab=$(cat "$ROOT/labextension/.build-stamp" 2>/dev/null)"
+        if [ "$IMAGE" = hub ]; then
+            sha256sum <"$ROOT/jupyterhub_config.py"
+            local chp; chp="$(chp_dir)"
+            echo "chp=${chp:+$(grep -m1 '"version"' "$chp/package.json")}"
+        fi
     } | sha256sum | cut -c1-16
 }
 HASH="$(build_hash)"
@@ -281,9 +332,16 @@ if [ "$IMAGE" = trainer ]; then
     if [ -n "$wheel" ]; then cp "$wheel" "$CTX/wheels/"; say "PyTorch from $wheel"; fi
 fi
 (cd "$ROOT" && src_files | xargs -0 cp --parents -t "$CTX/src")
+if [ "$IMAGE" = hub ]; then
+    cp "$ROOT/jupyterhub_config.py" "$CTX/"
+    mkdir "$CTX/chp"
+    chp="$(chp_dir)"
+    if [ -n "$chp" ]; then cp -a "$chp/." "$CTX/chp/"; say "configurable-http-proxy from $chp"; fi
+fi
 # gpupool's runtime dependencies, for the image's cached dependency layer
 # (the single-user image also gets the `lab` extra: jupyter-server, nvidia-ml-py)
-extras=""; [ "$IMAGE" = singleuser ] && extras=lab
+extras=""
+case "$IMAGE" in singleuser) extras=lab ;; hub) extras=hub,postgres,oauth ;; esac
 "${PY:-python3}" - "$ROOT/pyproject.toml" "$extras" >"$CTX/requirements.txt" <<'PYEOF' \
     || die "cannot read the dependencies from pyproject.toml (needs Python >= 3.11 or tomli)"
 import sys

@@ -67,6 +67,79 @@ def cmd_local_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from sqlalchemy import inspect
+
+    from .pool import migrate
+    from .pool.backup import BackupError, backup, restore
+    from .pool.service import default_database_url
+    from .pool.tables import make_engine
+
+    if args.action == "history":
+        for rev, doc in migrate.history():
+            print(f"{rev}  {doc}")
+        return 0
+    url = args.db or default_database_url(_catalog(args.config).pool.database_url)
+    shown = url.split("@")[-1] if "@" in url else url  # no password on the screen
+    engine = make_engine(url)
+    try:
+        if args.action == "current":
+            with engine.connect() as conn:
+                rev = migrate.current(conn)
+                has_tables = bool(inspect(conn).get_table_names())
+            newest = migrate.head()
+            if rev is None:
+                what = "made before migrations" if has_tables else "empty"
+                print(f"{shown}: no revision ({what}); the newest is {newest}")
+            else:
+                print(
+                    f"{shown}: {rev}"
+                    + (" (the newest)" if rev == newest else f"; the newest is {newest}")
+                )
+            return 0
+        if args.action == "upgrade":
+            known = [rev for rev, _ in migrate.history()]
+            if args.target not in [*known, "head"]:
+                print(
+                    f"gpupool db upgrade: no revision {args.target!r}; known: {', '.join(known)} "
+                    "or head",
+                    file=sys.stderr,
+                )
+                return 2
+            print(f"{shown}: {migrate.upgrade(engine, args.target).describe()}")
+            return 0
+        if args.action == "backup":
+            header = backup(engine, Path(args.file))
+            rows = sum(header["tables"].values())
+            print(f"{shown}: {rows} rows at revision {header['revision']} written to {args.file}")
+            return 0
+        done = restore(engine, Path(args.file))
+        print(
+            f"{shown}: {sum(done['restored'].values())} rows restored from {args.file} "
+            f"(made {done['created_at']} at revision {done['revision']}); {done['schema']}"
+        )
+        return 0
+    except (BackupError, migrate.MigrationError) as e:
+        print(f"gpupool db {args.action}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    from .kernels import available, install
+
+    if args.action == "list":
+        for k in available():
+            state = "ready" if not k.missing else f"needs {', '.join(k.missing)}"
+            print(f"{k.name:18} {k.display_name:24} {state}")
+        return 0
+    prefix = Path(sys.prefix) if args.sys_prefix else Path(args.prefix)
+    for k, what in install(prefix):
+        print(f"{k.name}: {what}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpupool", description="gpupool: a Jupyter-native GPU pool")
     sub = p.add_subparsers(dest="command", required=True)
@@ -117,6 +190,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="export scikit-learn's digits here and point the catalog's 'digits' at it",
     )
     local.set_defaults(func=cmd_local_catalog)
+
+    db = sub.add_parser(
+        "db",
+        help="the pool's database: schema revision, upgrade, backup and restore",
+        description="The pool's database (GPUPOOL_DB_URL, else pool.yaml's database_url, else "
+        "SQLite in the state folder). The pool service upgrades the schema itself on start.",
+    )
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--db", help="database URL (default: as the pool service finds it)")
+    where.add_argument(
+        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR or hub_config/)"
+    )
+    dbsub = db.add_subparsers(dest="action", required=True)
+    dbsub.add_parser("current", parents=[where], help="the schema revision the database is at")
+    dbsub.add_parser("history", help="the schema revisions this gpupool knows")
+    up = dbsub.add_parser(
+        "upgrade", parents=[where], help="bring the schema to a revision (default: the newest)"
+    )
+    up.add_argument("target", nargs="?", default="head")
+    bk = dbsub.add_parser(
+        "backup", parents=[where], help="write every pool row to FILE (gzipped JSON lines)"
+    )
+    bk.add_argument("file")
+    rs = dbsub.add_parser("restore", parents=[where], help="write a backup into an empty database")
+    rs.add_argument("file")
+    db.set_defaults(func=cmd_db)
+
+    kernels = sub.add_parser(
+        "kernels", help="gpupool's Jupyter kernels: PyTorch (GPU slice), Python (CPU only)"
+    )
+    ksub = kernels.add_subparsers(dest="action", required=True)
+    ksub.add_parser("list", help="the kernels, and whether this environment can run them")
+    kin = ksub.add_parser("install", help="install the kernels this environment can run")
+    where_to = kin.add_mutually_exclusive_group(required=True)
+    where_to.add_argument(
+        "--sys-prefix", action="store_true", help="into this Python's prefix (the venv)"
+    )
+    where_to.add_argument("--prefix", help="into PREFIX/share/jupyter/kernels")
+    kernels.set_defaults(func=cmd_kernels)
 
     from .lab.cli import add_commands  # status, specs, usage (inside a user's server)
 

@@ -160,13 +160,18 @@ def build_container(
             f"spec {spec.slug} needs {spec.gpus} GPUs, the reservation holds {len(gpus)}"
         )
     name = name or container_name(user, server)
+    models = {g.uuid: g.model for g in node.gpus}
     env = dict(hub_env)
     env.update(
         {
             "GPUPOOL_RESERVATION": reservation_id,
             "GPUPOOL_SPEC": spec.slug,
             "GPUPOOL_NODE": node.name,
-            "GPUPOOL_GPUS": json.dumps([g.to_json() for g in gpus]),
+            # with the model the catalog declares (the kernels' banners name it; NVML,
+            # where the image can reach it, has the last word)
+            "GPUPOOL_GPUS": json.dumps(
+                [{**g.to_json(), "model": models.get(g.uuid, "")} for g in gpus]
+            ),
             "HOME": HOME,
         }
     )

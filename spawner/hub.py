@@ -14,10 +14,14 @@ are not catalog (ports, the state folder, secrets) come from the environment:
   ``http://GPUPOOL_IP:GPUPOOL_PORT``); servers get ``<it>/services/gpupool/api`` as
   ``GPUPOOL_API_URL``
 - ``GPUPOOL_DB_URL``: the pool ledger's SQLAlchemy URL (default SQLite in the state folder)
+- ``GPUPOOL_HUB_DB_URL``: JupyterHub's own database (default SQLite in the state folder);
+  it may be the pool's PostgreSQL database: their tables and schema versions are apart
 - ``GPUPOOL_WATCH_NODES``: ``0`` turns the pool's node probes, reconciler and alerts off
   (for catalogs whose nodes do not exist, as in API tests); default on
 - ``GPUPOOL_USER_PASSWORD`` / ``GPUPOOL_ADMIN_PASSWORD``: SharedPasswordAuthenticator's
   passwords, when no other authenticator is configured
+- ``GPUPOOL_AUTH_CONFIG``: a config fragment for another login (GitHub, GitLab, OpenID
+  Connect: a copy of one of ``deploy/auth/``), loaded by ``jupyterhub_config.py``
 - ``GPUPOOL_METRICS_TOKEN``: registers the service ``gpupool-metrics`` with this token and
   the observer role only (read the pool, scrape ``api/metrics``), for Prometheus
 - ``GPUPOOL_API_TOKEN``: registers the service ``gpupool-automation`` with this token and
@@ -73,7 +77,9 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
         c.JupyterHub.hub_connect_url = connect
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = (
+        os.environ.get("GPUPOOL_HUB_DB_URL") or f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    )
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 

@@ -12,6 +12,14 @@ ensure_postgres_server
 ensure_test_tools
 ensure_torch_cpu
 
+# the test engines' data-roots and the image cache live outside the checkout and outlast it
+for d in "${GPUPOOL_TEST_DOCKER_ROOT:-/var/lib/gpupool-test}" "${GPUPOOL_CACHE_DIR:-/var/cache/gpupool}"; do
+    mkdir -p "$d"
+    free_gb="$(df -P -BG "$d" | awk 'NR == 2 { sub("G", "", $4); print $4 }')"
+    say "disk: $free_gb GB free for $d ($(du -sh "$d" 2>/dev/null | cut -f1) used by it)"
+    [ "$free_gb" -ge 12 ] || echo "warning: the docker tests need about 12 GB free for $d; they may fail with 'no space left on device'" >&2
+done
+
 say "ruff check + format check"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check . >/dev/null || { "$VENV/bin/ruff" format --check .; die "run: .venv/bin/ruff format ."; }

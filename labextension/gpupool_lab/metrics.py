@@ -35,6 +35,7 @@ class SliceGpu:
     memory_mib: int
     sm_percent: int
     whole: bool
+    model: str = ""  # as the catalog declares it ("" where the spawner did not say)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Slice:
                 memory_mib=int(g.get("memory_mib") or 0),
                 sm_percent=int(g.get("sm", g.get("sm_percent")) or 0),  # the pool says "sm"
                 whole=bool(g.get("whole")),
+                model=str(g.get("model") or ""),
             )
             for i, g in enumerate(raw)
             if isinstance(g, dict)

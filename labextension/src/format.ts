@@ -29,6 +29,8 @@ export interface ISliceGpu {
   memory_mib: number;
   sm_percent: number;
   whole: boolean;
+  /** as the catalog declares it (NVML's name, where there is one, wins) */
+  model?: string;
 }
 
 export interface ISlice {
@@ -60,7 +62,7 @@ export function describeSlice(slice: ISlice, models: Record<string, string> = {}
     return slice.spec ? `${slice.spec} · no GPU` : 'no GPU';
   }
   const g = slice.gpus[0];
-  const model = shortModel(models[g.uuid] ?? '');
+  const model = shortModel(models[g.uuid] || g.model || '');
   const count = slice.gpus.length > 1 ? `${slice.gpus.length} × ` : '';
   const parts = [`${count}${model || 'GPU'}`];
   if (!g.whole) {

@@ -30,8 +30,15 @@ SPEC: dict[str, Any] = {
             "pattern": SLUG,
             "description": "stable id used in forms and the API",
         },
-        "display_name": {"type": "string", "minLength": 1},
-        "description": {"type": "string"},
+        "display_name": {
+            "type": "string",
+            "minLength": 1,
+            "description": "title shown in the spawn form",
+        },
+        "description": {
+            "type": "string",
+            "description": "text shown under the title in the spawn form",
+        },
         "gpus": {
             "type": "integer",
             "minimum": 0,
@@ -39,7 +46,8 @@ SPEC: dict[str, Any] = {
             "description": "GPUs per server; 0 = CPU only",
         },
         "gpu_model": {
-            "description": "model filter: a substring or a list of substrings of the GPU model name",
+            "description": "model filter: a substring or a list of substrings of the GPU model "
+            "name",
             "anyOf": [{"type": "string", "minLength": 1}, STR_LIST],
         },
         "gpu_memory": {**SIZE, "description": "GPU memory per GPU; absent = whole cards"},
@@ -56,7 +64,12 @@ SPEC: dict[str, Any] = {
         "cpu": {"type": "number", "minimum": 0.01, "description": "CPU cores"},
         "memory": {**SIZE, "description": "RAM"},
         "disk": {**SIZE, "description": "disk"},
-        "price_per_hour": {"type": "number", "minimum": 0},
+        "price_per_hour": {
+            "type": "number",
+            "minimum": 0,
+            "description": "price of one hour of a server, shown in the form and used for costs "
+            "in usage reports (default 0)",
+        },
         "groups": {**STR_LIST, "description": "hub groups allowed; absent = everyone"},
         "images": {
             **STR_LIST,
@@ -70,11 +83,32 @@ IMAGE: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["name", "reference"],
     "properties": {
-        "name": {"type": "string", "pattern": SLUG},
-        "reference": {"type": "string", "minLength": 1, "pattern": r"^[^\s]+(?!\n)$"},
-        "description": {"type": "string"},
-        "gpu": {"type": "boolean"},
-        "slicing": {"type": "boolean"},
+        "name": {
+            "type": "string",
+            "pattern": SLUG,
+            "description": "image name, used by specs' images, the spawn form and trainings",
+        },
+        "reference": {
+            "type": "string",
+            "minLength": 1,
+            "pattern": r"^[^\s]+(?!\n)$",
+            "description": "the container image the node's engine runs, e.g. "
+            "'gpupool/singleuser:latest' (no spaces)",
+        },
+        "description": {
+            "type": "string",
+            "description": "text shown next to the name in the spawn form",
+        },
+        "gpu": {
+            "type": "boolean",
+            "description": "suits GPU specs; false = offered with CPU-only specs only (default "
+            "true)",
+        },
+        "slicing": {
+            "type": "boolean",
+            "description": "works in a GPU slice (HAMi-core); false = not offered with sliced "
+            "specs (default true)",
+        },
         "training": {
             "type": "boolean",
             "description": "runs trainings: has gpupool-train and PyTorch (the trainer image)",
@@ -87,9 +121,21 @@ GPU: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["index", "uuid", "model", "memory"],
     "properties": {
-        "index": {"type": "integer", "minimum": 0},
-        "uuid": {"type": "string", "pattern": r"^(GPU|MIG)-[A-Za-z0-9-]+(?!\n)$"},
-        "model": {"type": "string", "minLength": 1},
+        "index": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "the GPU's device index on the node",
+        },
+        "uuid": {
+            "type": "string",
+            "pattern": r"^(GPU|MIG)-[A-Za-z0-9-]+(?!\n)$",
+            "description": "the GPU's UUID as nvidia-smi -L shows it: 'GPU-…' or 'MIG-…'",
+        },
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "description": "model name, e.g. 'NVIDIA A100-SXM4-80GB'; specs' gpu_model matches it",
+        },
         "memory": SIZE,
     },
 }
@@ -99,7 +145,11 @@ NODE: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["name", "engine", "cpu", "memory"],
     "properties": {
-        "name": {"type": "string", "pattern": SLUG},
+        "name": {
+            "type": "string",
+            "pattern": SLUG,
+            "description": "node name, shown in the API, the dashboard and alerts",
+        },
         "engine": {
             "type": "string",
             "pattern": r"^(unix|tcp|ssh)://\S+(?!\n)$",
@@ -109,10 +159,15 @@ NODE: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "required": ["ca", "cert", "key"],
+            "description": "TLS client files for a tcp:// engine (required for TCP to another "
+            "host); paths relative to the catalog folder",
             "properties": {
-                "ca": {"type": "string"},
-                "cert": {"type": "string"},
-                "key": {"type": "string"},
+                "ca": {
+                    "type": "string",
+                    "description": "CA certificate that signed the engine's certificate",
+                },
+                "cert": {"type": "string", "description": "client certificate"},
+                "key": {"type": "string", "description": "client private key"},
             },
         },
         "address": {
@@ -120,30 +175,55 @@ NODE: dict[str, Any] = {
             "minLength": 1,
             "description": "address to reach its containers",
         },
-        "network": {"enum": ["host", "bridge"]},
-        "gpu_runtime": {"enum": ["nvidia", "cdi", "none"]},
+        "network": {
+            "enum": ["host", "bridge"],
+            "description": "host: servers use the host's network, each on a port from ports "
+            "(single host); bridge: port 8888 published on address (multi-host) (default host)",
+        },
+        "gpu_runtime": {
+            "enum": ["nvidia", "cdi", "none"],
+            "description": "how containers get their GPUs: nvidia (device request by UUID), cdi "
+            "(CDI names), none (no device: demo and CI nodes) (default nvidia)",
+        },
         "hami_core": {"type": "string", "pattern": r"^/", "description": "host path of libvgpu.so"},
-        "cpu": {"type": "number", "minimum": 0.01},
+        "cpu": {
+            "type": "number",
+            "minimum": 0.01,
+            "description": "CPU cores the pool hands out on this node",
+        },
         "memory": SIZE,
         "disk": SIZE,
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "labels": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "free-form key: value tags, shown in the API and the dashboard",
+        },
         "ports": {
             "type": "string",
             "pattern": r"^\d{2,5}-\d{2,5}(?!\n)$",
             "description": "port range for servers on this node, e.g. '20000-29999'",
         },
-        "gpus": {"type": "array", "items": GPU},
+        "gpus": {
+            "type": "array",
+            "items": GPU,
+            "description": "the node's GPUs; used until its agent reports its own",
+        },
         "agent": {
             "type": "object",
             "additionalProperties": False,
             "required": ["url", "token_file"],
             "description": "the node's gpupool-agent: real GPU inventory and metrics",
             "properties": {
-                "url": {"type": "string", "pattern": r"^https?://\S+(?!\n)$"},
+                "url": {
+                    "type": "string",
+                    "pattern": r"^https?://\S+(?!\n)$",
+                    "description": "the agent's http:// or https:// URL",
+                },
                 "token_file": {
                     "type": "string",
                     "minLength": 1,
-                    "description": "file holding the agent's token (relative to the catalog folder)",
+                    "description": "file holding the agent's token (relative to the catalog "
+                    "folder)",
                 },
                 "ca": {"type": "string", "description": "CA bundle for an https agent"},
             },
@@ -156,11 +236,25 @@ DATASET: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["name", "path", "format"],
     "properties": {
-        "name": {"type": "string", "pattern": SLUG},
-        "description": {"type": "string"},
+        "name": {
+            "type": "string",
+            "pattern": SLUG,
+            "description": "dataset name; mounted at /datasets/<name> in every server",
+        },
+        "description": {
+            "type": "string",
+            "description": "text shown in the dataset picker and the API",
+        },
         "path": {"type": "string", "pattern": r"^/", "description": "absolute path on the nodes"},
-        "format": {"enum": ["numpy", "csv", "image-folder", "parquet", "text", "other"]},
-        "read_only": {"type": "boolean"},
+        "format": {
+            "enum": ["numpy", "csv", "image-folder", "parquet", "text", "other"],
+            "description": "how the files are laid out; trainings take numpy, csv and image-folder",
+        },
+        "read_only": {
+            "type": "boolean",
+            "description": "mounted read-only in servers (default true; trainings always mount "
+            "read-only)",
+        },
     },
 }
 
@@ -170,14 +264,21 @@ QUOTA: dict[str, Any] = {
     "properties": {
         "gpus": {"type": "integer", "minimum": 0, "description": "GPUs held at once"},
         "gpu_memory": {**SIZE, "description": "GPU memory held at once (whole cards count fully)"},
-        "gpu_hours_per_month": {"type": "number", "minimum": 0},
+        "gpu_hours_per_month": {
+            "type": "number",
+            "minimum": 0,
+            "description": "GPU-hours used per calendar month (UTC)",
+        },
     },
 }
 
 _PEOPLE: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"users": STR_LIST, "groups": STR_LIST},
+    "properties": {
+        "users": {**STR_LIST, "description": "hub user names"},
+        "groups": {**STR_LIST, "description": "hub group names; every member counts"},
+    },
 }
 
 POOL: dict[str, Any] = {
@@ -187,26 +288,81 @@ POOL: dict[str, Any] = {
         "scheduler": {
             "type": "object",
             "additionalProperties": False,
+            "description": "where servers go, with HAMi's policies",
             "properties": {
-                "node_policy": {"enum": ["binpack", "spread"]},
-                "gpu_policy": {"enum": ["binpack", "spread"]},
+                "node_policy": {
+                    "enum": ["binpack", "spread"],
+                    "description": "binpack fills the busiest node that fits, spread the "
+                    "emptiest (default binpack)",
+                },
+                "gpu_policy": {
+                    "enum": ["binpack", "spread"],
+                    "description": "binpack fills the busiest card that fits, spread the "
+                    "emptiest (default binpack)",
+                },
             },
         },
-        "database_url": {"type": "string", "minLength": 1},
+        "database_url": {
+            "type": "string",
+            "minLength": 1,
+            "description": "SQLAlchemy URL of the pool's database, e.g. "
+            "postgresql+psycopg://user:password@host/db; GPUPOOL_DB_URL wins (default SQLite in "
+            "the state folder)",
+        },
         "health": {
             "type": "object",
             "additionalProperties": False,
             "description": "how the pool watches nodes (all times in seconds)",
             "properties": {
-                "probe_interval": SECONDS,
-                "probe_timeout": SECONDS,
-                "down_after": {"type": "integer", "minimum": 1, "maximum": 100},
-                "max_backoff": SECONDS,
-                "fan_out": {"type": "integer", "minimum": 1, "maximum": 256},
-                "reconcile_interval": SECONDS,
-                "orphan_grace": SECONDS,
-                "start_grace": SECONDS,
-                "history": {"type": "integer", "minimum": 10, "maximum": 100000},
+                "probe_interval": {
+                    **SECONDS,
+                    "description": "seconds between probes of each node's engine and agent "
+                    "(default 2)",
+                },
+                "probe_timeout": {
+                    **SECONDS,
+                    "description": "seconds a probe waits for an answer; at most five probe "
+                    "intervals (default 2)",
+                },
+                "down_after": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "description": "probes in a row without an answer before a node is down "
+                    "(default 2)",
+                },
+                "max_backoff": {
+                    **SECONDS,
+                    "description": "longest wait between probes of a down node, in seconds "
+                    "(default 15)",
+                },
+                "fan_out": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 256,
+                    "description": "nodes probed at once (default 16)",
+                },
+                "reconcile_interval": {
+                    **SECONDS,
+                    "description": "seconds between reconciler passes, containers against "
+                    "reservations (default 30)",
+                },
+                "orphan_grace": {
+                    **SECONDS,
+                    "description": "a labelled container without a reservation is stopped after "
+                    "this many seconds (default 300)",
+                },
+                "start_grace": {
+                    **SECONDS,
+                    "description": "a reservation whose container never appeared is freed after "
+                    "this many seconds (default 900)",
+                },
+                "history": {
+                    "type": "integer",
+                    "minimum": 10,
+                    "maximum": 100000,
+                    "description": "metric samples kept per GPU and per reservation (default 300)",
+                },
             },
         },
         "culling": {
@@ -214,18 +370,52 @@ POOL: dict[str, Any] = {
             "additionalProperties": False,
             "description": "stop servers whose GPUs stay idle (seconds; 0 turns it off)",
             "properties": {
-                "gpu_idle_timeout": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
-                "server_idle_timeout": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
-                "warn_before": SECONDS,
-                "busy_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                "gpu_idle_timeout": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 30 * 86400,
+                    "description": "the pool stops a server whose GPUs showed no utilization "
+                    "this many seconds (default 0: off)",
+                },
+                "server_idle_timeout": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 30 * 86400,
+                    "description": "jupyterhub-idle-culler stops a server with no lab activity "
+                    "this many seconds (default 0: off)",
+                },
+                "warn_before": {
+                    **SECONDS,
+                    "description": "seconds before the stop that the idle notice is posted; less "
+                    "than gpu_idle_timeout (default 900)",
+                },
+                "busy_percent": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 100,
+                    "description": "GPU utilization (%) at or below which a GPU counts as idle "
+                    "(default 1)",
+                },
             },
         },
         "alerts": {
             "type": "object",
             "additionalProperties": False,
+            "description": "where alerts are posted, and when a GPU is too hot",
             "properties": {
-                "webhook": {"type": "string", "pattern": r"^https?://\S+(?!\n)$"},
-                "gpu_temperature": {"type": "integer", "minimum": 30, "maximum": 120},
+                "webhook": {
+                    "type": "string",
+                    "pattern": r"^https?://\S+(?!\n)$",
+                    "description": "http:// or https:// URL that receives every alert raised, "
+                    "updated and cleared as JSON (default none)",
+                },
+                "gpu_temperature": {
+                    "type": "integer",
+                    "minimum": 30,
+                    "maximum": 120,
+                    "description": "GPU temperature in °C at or above which an alert is raised "
+                    "(default 85)",
+                },
             },
         },
         "quotas": {
@@ -234,9 +424,22 @@ POOL: dict[str, Any] = {
             "description": "limits per user and per group; a user's own entry wins, else the "
             "most generous of their groups, else default",
             "properties": {
-                "default": QUOTA,
-                "groups": {"type": "object", "additionalProperties": QUOTA},
-                "users": {"type": "object", "additionalProperties": QUOTA},
+                "default": {
+                    **QUOTA,
+                    "description": "quota of users with no entry of their own or of a group "
+                    "(default none: no limit)",
+                },
+                "groups": {
+                    "type": "object",
+                    "additionalProperties": QUOTA,
+                    "description": "a quota per hub group name: gpus, gpu_memory, "
+                    "gpu_hours_per_month",
+                },
+                "users": {
+                    "type": "object",
+                    "additionalProperties": QUOTA,
+                    "description": "a quota per user name: gpus, gpu_memory, gpu_hours_per_month",
+                },
             },
         },
         "trainings": {
@@ -244,22 +447,97 @@ POOL: dict[str, Any] = {
             "additionalProperties": False,
             "description": "the trainings queue and dispatcher (times in seconds)",
             "properties": {
-                "per_user_running": {"type": "integer", "minimum": 1, "maximum": 1000},
-                "aging_seconds": {"type": "number", "minimum": 1, "maximum": 30 * 86400},
-                "hold_after": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
-                "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
-                "default_run_time": {"type": "number", "minimum": 60, "maximum": 90 * 86400},
-                "max_run_time": {"type": "number", "minimum": 60, "maximum": 90 * 86400},
-                "requeue_after": {"type": "number", "minimum": 0, "maximum": 86400},
-                "poll_interval": {"type": "number", "minimum": 0.1, "maximum": 600},
-                "fair_share_days": {"type": "number", "minimum": 0.01, "maximum": 365},
-                "max_checkpoint_mib": {"type": "integer", "minimum": 1, "maximum": 1048576},
-                "max_log_mib": {"type": "integer", "minimum": 1, "maximum": 10240},
-                "max_priority_user": {"type": "integer", "minimum": -10, "maximum": 10},
+                "per_user_running": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1000,
+                    "description": "trainings of one user running at once (default 2)",
+                },
+                "aging_seconds": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 30 * 86400,
+                    "description": "waiting this many seconds raises a training's priority by "
+                    "one (default 1800)",
+                },
+                "hold_after": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 30 * 86400,
+                    "description": "a training waiting this many seconds for capacity stops "
+                    "smaller ones behind it from starting (default 900)",
+                },
+                "max_attempts": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "description": "starts of one training, the first and the retries (default 3)",
+                },
+                "default_run_time": {
+                    "type": "number",
+                    "minimum": 60,
+                    "maximum": 90 * 86400,
+                    "description": "run-time limit in seconds of a training that asks for none "
+                    "(default 86400)",
+                },
+                "max_run_time": {
+                    "type": "number",
+                    "minimum": 60,
+                    "maximum": 90 * 86400,
+                    "description": "longest run time in seconds a training may ask for (default "
+                    "604800)",
+                },
+                "requeue_after": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 86400,
+                    "description": "a training whose node is down this many seconds resumes "
+                    "elsewhere (default 60)",
+                },
+                "poll_interval": {
+                    "type": "number",
+                    "minimum": 0.1,
+                    "maximum": 600,
+                    "description": "seconds between the dispatcher's passes (default 2)",
+                },
+                "fair_share_days": {
+                    "type": "number",
+                    "minimum": 0.01,
+                    "maximum": 365,
+                    "description": "days of GPU-hours that fair share counts (default 7)",
+                },
+                "max_checkpoint_mib": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1048576,
+                    "description": "largest checkpoint in MiB the pool keeps; larger ones stay "
+                    "in the home folder only (default 4096)",
+                },
+                "max_log_mib": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 10240,
+                    "description": "a training's log is cut at this size in MiB (default 16)",
+                },
+                "max_priority_user": {
+                    "type": "integer",
+                    "minimum": -10,
+                    "maximum": 10,
+                    "description": "highest priority a user may ask for; admins up to 10 "
+                    "(default 0)",
+                },
             },
         },
-        "admins": _PEOPLE,
-        "observers": _PEOPLE,
+        "admins": {
+            **_PEOPLE,
+            "description": "pool admins: act for anyone, drain nodes, reconcile, the dashboard's "
+            "actions",
+        },
+        "observers": {
+            **_PEOPLE,
+            "description": "read everything: reservations, health, alerts, metrics, everyone's "
+            "usage, the dashboard",
+        },
     },
 }
 

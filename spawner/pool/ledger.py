@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from ..catalog.models import Catalog, Gpu, Node, Quota, Spec
 from ..catalog.units import format_mib
 from . import accounting
+from .migrate import upgrade_connection
 from .scheduler import Rejection, fits_now, place
 from .state import ClusterState, GpuShare, Placement, Request
 from .tables import (
@@ -39,7 +40,6 @@ from .tables import (
     iso,
     make_engine,
     meta,
-    metadata,
     node_gpus,
     node_states,
     notices,
@@ -78,7 +78,7 @@ class Ledger:
         self.drained_nodes: set[str] = set()
         self.inventory: dict[str, tuple[Gpu, ...]] = {}  # node -> GPUs its agent reported
         with self._lock, self._tx() as conn:
-            metadata.create_all(conn)
+            self.schema = upgrade_connection(conn)
             if conn.execute(select(meta.c.value).where(meta.c.key == "generation")).first() is None:
                 conn.execute(insert(meta).values(key="generation", value=0))
             self._reload(conn)

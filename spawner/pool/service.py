@@ -169,6 +169,7 @@ class PoolService(Application):
         self.ledger = Ledger(
             url, catalog, node_policy=self.node_policy or None, gpu_policy=self.gpu_policy or None
         )
+        self.log.info("%s", self.ledger.schema.describe())
         for rid, why in self.ledger.orphans.items():
             self.log.warning("reservation %s kept but not placed: %s", rid, why)
         if hub_auth is None:

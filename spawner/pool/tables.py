@@ -1,7 +1,7 @@
 """The ledger's SQL tables, its row type and its engine (SQLite or PostgreSQL).
 
-Tables are created when missing (``create_all``): a new table is a safe change for an
-existing database; a new column on an old table would need a migration.
+A change here needs a revision in ``migrations/versions`` (see ``migrate.py``); a unit
+test fails while the two disagree.
 """
 
 from __future__ import annotations

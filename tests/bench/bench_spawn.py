@@ -33,13 +33,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.support.catalogs import write_engine_catalog  # noqa: E402
-from tests.support.docker import (  # noqa: E402
-    ensure_docker_installed,
-    ensure_image,
-    start_engines,
-    stop_engines,
-)
+from tests.support.docker import ensure_docker_installed, start_engines, stop_engines  # noqa: E402
 from tests.support.hub import Hub  # noqa: E402
+from tests.support.images import ensure_image  # noqa: E402
 
 PLAIN_CONFIG = """
 # benchmark baseline: dockerspawner's DockerSpawner, same engine, image and limits

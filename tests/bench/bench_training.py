@@ -32,17 +32,7 @@ import numpy as np  # noqa: E402
 
 from gpupool.lab.graph.templates import mlp  # noqa: E402
 from gpupool.lab.train.job import hyperparameters, job_document  # noqa: E402
-
-
-def make_data(folder: Path, samples: int, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((samples, 784), dtype=np.float32)
-    teacher = rng.standard_normal((784, 10), dtype=np.float32)
-    y = (x @ teacher).argmax(axis=1).astype(np.int64)
-    n_test = samples // 10
-    np.savez(folder / "train.npz", x=x[n_test:], y=y[n_test:])
-    np.savez(folder / "test.npz", x=x[:n_test], y=y[:n_test])
-    return folder
+from tests.support.data import teacher_task  # noqa: E402
 
 
 def run_runner(data: Path, out: Path, hyper: dict[str, Any]) -> list[float]:
@@ -117,7 +107,7 @@ def main() -> int:
     runner: list[float] = []
     loop: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gpupool-bench-train-") as tmp:
-        data = make_data(Path(tmp), args.samples)
+        data = teacher_task(Path(tmp), args.samples)
         for r in range(args.rounds):
             out = Path(tmp) / f"out{r}"
             out.mkdir()

@@ -53,12 +53,12 @@ driver_lib() {  # the driver's libcuda.so.1 / libnvidia-ml.so.1
 }
 
 build_hami() {
+  # the same script the hami-core image runs (images/hami-core/build-libvgpu.sh), linked
+  # against this machine's driver libraries instead of the toolkit's stubs
   say "build HAMi-core"
   local src=.hami/HAMi-core cuda cflags="" lib p
   [ -f "$src/CMakeLists.txt" ] || { echo "no HAMi-core source in $src"; return 1; }
-  rm -rf "$BUILD" && mkdir -p "$BUILD/libs" && cp -a "$src" "$BUILD/src"
-  # only the library: HAMi-core's test programs need FindCUDA, which newer CMake dropped
-  sed -i 's/^add_subdirectory(test)/#&/' "$BUILD/src/CMakeLists.txt"
+  rm -rf "$BUILD" && mkdir -p "$BUILD/libs"
   cuda=$(cuda_home)
   [ -n "$cuda" ] || { echo "no CUDA toolkit (cuda.h) found"; return 1; }
   if [ ! -f "$cuda/include/nvml.h" ]; then
@@ -71,15 +71,10 @@ build_hami() {
     ln -sf "$p" "$BUILD/libs/$lib.so"
   done
   echo "CUDA_HOME=$cuda extra C flags: ${cflags:-none}; driver libs: $(readlink "$BUILD"/libs/*)"
-  CUDA_HOME=$cuda cmake -S "$BUILD/src" -B "$BUILD/build" \
-    -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_BUILD_TYPE=Debug \
-    -DDLSYM_HOOK_ENABLE=1 -DMULTIPROCESS_LIMIT_ENABLE=1 -DHOOK_MEMINFO_ENABLE=1 -DHOOK_NVML_ENABLE=1 \
-    -DCMAKE_C_FLAGS="$cflags" -DCMAKE_SHARED_LINKER_FLAGS="-L$BUILD/libs" >"$BUILD/cmake.log" 2>&1 \
-    || { tail -n 40 "$BUILD/cmake.log"; return 1; }
-  cmake --build "$BUILD/build" --target vgpu -j "$(nproc)" >"$BUILD/make.log" 2>&1 \
-    || { grep -E 'error|Error' "$BUILD/make.log" | head -n 40; tail -n 20 "$BUILD/make.log"; return 1; }
-  lib=$(find "$BUILD/build" -name libvgpu.so | head -n 1)
-  [ -n "$lib" ] || { echo "the build made no libvgpu.so"; return 1; }
+  CUDA_HOME=$cuda LINK_DIR=$BUILD/libs EXTRA_CFLAGS=$cflags \
+    bash images/hami-core/build-libvgpu.sh "$src" "$BUILD/out" >"$BUILD/build.log" 2>&1 \
+    || { grep -E 'error|Error' "$BUILD/build.log" | head -n 40; tail -n 20 "$BUILD/build.log"; return 1; }
+  lib="$BUILD/out/libvgpu.so"
   ls -l "$lib"
   export GPUPOOL_HAMI_CORE=$lib
 }

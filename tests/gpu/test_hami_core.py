@@ -171,9 +171,9 @@ def test_sm_limit_slows_compute(
     )
     print("  HAMi-core watcher:", *watcher, sep="\n    ")
     assert unlimited["tflops"] > 0.8 * bare["tflops"], "the preload alone slowed compute"
-    assert ratio < 0.6, (
-        f"CUDA_DEVICE_SM_LIMIT_0=30 left {ratio:.2f} of the throughput; HAMi-core said:\n"
-        + "\n".join(hami_lines(stderr, r"PID|util|limit|ERROR|Warn", last=20))
+    assert 0.2 <= ratio <= 0.4, (
+        f"CUDA_DEVICE_SM_LIMIT_0=30 left {ratio:.2f} of the throughput, want 0.30 ± 0.10; "
+        "HAMi-core said:\n" + "\n".join(hami_lines(stderr, r"PID|util|limit|ERROR|Warn", last=20))
     )
 
 
@@ -197,6 +197,33 @@ def test_training_under_a_slice(
     assert sliced["total_mib"] == 2 * GIB
     assert sliced["max_reserved_mib"] < 2 * GIB
     assert sliced["last_loss"] < 0.5 * sliced["first_loss"], sliced
+
+
+def test_a_memory_only_slice_trains_at_bare_speed(
+    tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
+) -> None:
+    """A memory-only slice (8 GiB, no SM limit) costs a training step next to nothing:
+    at least 95 % of the bare card's steps per second. Bare and sliced runs alternate,
+    three each, and the best of each counts, so a clock boost or a neighbour's burst
+    does not decide it."""
+    box = sliced_container(tmp_path / "c", gpus, libvgpu, memory_mib=8 * GIB, sm_percent=None)
+    assert "CUDA_DEVICE_SM_LIMIT_0" not in box.env
+    steps = 600
+    runs: dict[str, list[float]] = {"bare": [], "sliced": []}
+    for _ in range(3):
+        for kind in ("bare", "sliced"):
+            out = box.run("train", steps, hami=kind == "sliced")
+            out.pop("_stderr")
+            if kind == "sliced":
+                assert out["total_mib"] == 8 * GIB, out  # HAMi-core was in force
+            runs[kind].append(out["steps_per_s"])
+    ratio = max(runs["sliced"]) / max(runs["bare"])
+    figures["memory_only_training"] = {"steps": steps, **runs, "ratio": ratio}
+    print(
+        f"\nMLP {steps} steps, memory-only 8 GiB slice: best {max(runs['sliced']):.0f} steps/s "
+        f"against {max(runs['bare']):.0f} bare (ratio {ratio:.3f}); runs {runs}"
+    )
+    assert ratio >= 0.95, runs
 
 
 def test_the_containers_user_gets_the_slice(gpus: list[dict[str, Any]], libvgpu: Path) -> None:

@@ -17,22 +17,12 @@ import pytest
 
 from gpupool.lab.graph.templates import mlp
 from gpupool.lab.train.job import hyperparameters, job_document
+from tests.support.data import teacher_task
 
 from .sliced import sliced_container
 
 pytestmark = pytest.mark.gpu
 GIB = 1024
-
-
-def synthetic(folder: Path, samples: int = 60_000) -> Path:
-    """A learnable task: labels from a fixed random linear teacher."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((samples, 784), dtype=np.float32)
-    y = (x @ rng.standard_normal((784, 10), dtype=np.float32)).argmax(1).astype(np.int64)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "train.npz", x=x[6000:], y=y[6000:])
-    np.savez(folder / "test.npz", x=x[:6000], y=y[:6000])
-    return folder
 
 
 def run_runner(box: Any, data: Path, out: Path, hami: bool) -> list[dict[str, Any]]:
@@ -73,7 +63,7 @@ def test_runner_trains_on_cuda_inside_a_memory_slice(
     tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
 ) -> None:
     box = sliced_container(tmp_path / "c", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=None)
-    data = synthetic(tmp_path / "data")
+    data = teacher_task(tmp_path / "data")
     sliced = run_runner(box, data, tmp_path / "sliced", hami=True)
     bare = run_runner(box, data, tmp_path / "bare", hami=False)
     start = next(r for r in sliced if r["kind"] == "start")

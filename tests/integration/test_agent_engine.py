@@ -13,7 +13,8 @@ import pytest
 from gpupool.agent.cgroups import LabelCache, container_of_pid, docker_label_lookup
 from gpupool.agent.nvml import Agent
 from tests.support import fake_nvml
-from tests.support.docker import Engine, import_sleep_image
+from tests.support.docker import Engine
+from tests.support.images import import_sleep_image
 
 pytestmark = pytest.mark.docker
 

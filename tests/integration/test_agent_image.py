@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.docker import Engine, build_image, ensure_docker_installed
+from tests.support.docker import Engine, ensure_docker_installed
+from tests.support.images import build_image
 from tests.support.ports import free_base_port
 
 pytestmark = pytest.mark.docker

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from tests.support.agent import SCRIPT, AgentProcess, write_world
-from tests.support.docker import Engine, ensure_docker_installed, import_sleep_image
+from tests.support.docker import Engine, ensure_docker_installed
 from tests.support.hub import Hub
+from tests.support.images import import_sleep_image
 from tests.support.servers import pool
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]

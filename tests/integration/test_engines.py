@@ -17,10 +17,10 @@ from tests.support.docker import (
     Engine,
     docker_cli,
     docker_client,
-    ensure_image,
     start_engines,
     stop_engines,
 )
+from tests.support.images import ensure_image, import_sleep_image, prune_images
 
 pytestmark = pytest.mark.docker
 
@@ -136,3 +136,27 @@ def test_tls_engine_accepts_client_certificate(engines: dict[str, Engine]) -> No
         "cert": str(engine.tls_dir / "cert.pem"),
         "key": str(engine.tls_dir / "key.pem"),
     }
+
+
+def test_a_retagged_image_is_pruned_and_the_current_one_kept(engines: dict[str, Engine]) -> None:
+    """What keeps the builder's data-root from growing by a build's layers at every change
+    (it reached 43 GB and filled the disk): after a tag moves on, prune_images removes the
+    image it left behind and keeps the tagged one."""
+    engine = engines["smoke-a"]
+    tag = "gpupool-test/prune-me:latest"
+
+    def image_id(ref: str) -> str | None:
+        r = engine.docker("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    import_sleep_image(engine, tag)
+    first = image_id(tag)
+    import_sleep_image(engine, tag)  # a new image ID (a new creation time): the first dangles
+    second = image_id(tag)
+    assert first and second and first != second
+    try:
+        prune_images(engine)  # (reclaims ~0 bytes here: both images share one layer)
+        assert image_id(first) is None
+        assert image_id(tag) == second
+    finally:
+        engine.docker("rmi", "-f", tag, check=False)

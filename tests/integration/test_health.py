@@ -21,9 +21,10 @@ import pytest
 import yaml
 
 from tests.support.catalogs import write_engine_catalog
-from tests.support.docker import Engine, ensure_docker_installed, ensure_image, start_engines
+from tests.support.docker import Engine, ensure_docker_installed, start_engines
 from tests.support.docker import stop_engines as stop_all
 from tests.support.hub import Hub
+from tests.support.images import ensure_image
 from tests.support.servers import api, pool, reservation_of, start, wait_ready, wait_stopped
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]

@@ -30,9 +30,10 @@ from gpupool.lab.graph.templates import mlp
 from gpupool.lab.train.data import export_digits
 from gpupool.lab.widgets import TrainingLauncher
 from tests.support.catalogs import write_engine_catalog
-from tests.support.docker import Engine, ensure_docker_installed, ensure_image, start_engines
+from tests.support.docker import Engine, ensure_docker_installed, start_engines
 from tests.support.docker import stop_engines as stop_all
 from tests.support.hub import Hub
+from tests.support.images import ensure_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 pytest.importorskip("torch", reason="the digits export and the trainer image need it here")

@@ -274,3 +274,47 @@ def test_settings_are_checked(world: fake_nvml.World, tmp_path: Path) -> None:
         make_app(tmp_path, interval=0.0)
     with pytest.raises(TraitError, match=re.escape("AgentApp.port = 70000")):
         make_app(tmp_path, port=70000)
+
+
+async def test_an_agent_token_rotates_without_restarting_the_pool(
+    world: fake_nvml.World, tmp_path: Path
+) -> None:
+    """docs/operations.md: a new token on the node, the agent restarted, the same token
+    copied to the file nodes.yaml names; the pool reads that file at each probe, so the
+    same catalog (no hub restart) fails while the two differ and works once they agree."""
+    from gpupool.catalog.models import Agent, Node
+    from gpupool.pool.health import AgentError, fetch_agent
+
+    node_dir, pool_dir = tmp_path / "node", tmp_path / "pool"
+    node_dir.mkdir()
+    pool_dir.mkdir()
+    pool_token = token_file(pool_dir)
+    port = free_base_port((0,))
+    node = Node(
+        "node-a",
+        "unix:///nonexistent",
+        1000,
+        1024,
+        agent=Agent(url=f"http://127.0.0.1:{port}", token_file=str(pool_token)),
+    )
+
+    async def serve(token: str) -> AgentApp:
+        app = make_app(node_dir, port=port, token_file=str(token_file(node_dir, text=token)))
+        app.initialize([])
+        await app.start_serving()
+        return app
+
+    app = await serve(TOKEN)
+    try:
+        assert (await fetch_agent(node, "/api/inventory", 5))["node"] == "node-a"
+    finally:
+        await app.stop_serving()
+    new = "n3w-" + "y" * 40
+    app = await serve(new)  # the node has the new token, the pool not yet
+    try:
+        with pytest.raises(AgentError, match="answered 401"):
+            await fetch_agent(node, "/api/inventory", 5)
+        pool_token.write_text(new + "\n")
+        assert (await fetch_agent(node, "/api/inventory", 5))["node"] == "node-a"
+    finally:
+        await app.stop_serving()

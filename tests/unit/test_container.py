@@ -107,6 +107,18 @@ def test_limits_per_visible_device_not_one_global_value() -> None:
     assert [env[f"CUDA_DEVICE_SM_LIMIT_{i}"] for i in (0, 1)] == ["30", "30"]
     assert "CUDA_DEVICE_MEMORY_LIMIT" not in env
     assert env["NVIDIA_VISIBLE_DEVICES"] == "GPU-0000,GPU-1111"
+    # the slice as the server's kernels and lab extension read it, with the declared model
+    assert json.loads(env["GPUPOOL_GPUS"]) == [
+        {
+            "uuid": u,
+            "index": i,
+            "memory_mib": 20480,
+            "sm": 30,
+            "whole": False,
+            "model": "NVIDIA A100-SXM4-80GB",
+        }
+        for i, u in enumerate(("GPU-0000", "GPU-1111"))
+    ]
     assert plan.host_config["device_requests"] == [
         {
             "Driver": "nvidia",

@@ -6,7 +6,10 @@ tests/integration/test_trainings.py."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,74 @@ async def test_a_launch_cut_short_is_adopted_or_started_again(
     assert freed is not None and freed.state == ("active" if state == "running" else "released")
     if state == "queued":
         assert "remove_container" in engine.calls
+
+
+class LogEngine:
+    """A running container's ``docker logs --timestamps`` output (three epochs, a
+    checkpoint after the second) and its checkpoint file, whose first copy is cut short by
+    the pool stopping (the task cancelled) when ``cut`` is set."""
+
+    def __init__(self, tid: str, *, cut: bool):
+        self.tid = tid
+        self.cut = cut
+        self.copied: list[str] = []
+        marks = [
+            {"kind": "epoch", "epoch": 1, "test_accuracy": 0.5},
+            {"kind": "epoch", "epoch": 2, "test_accuracy": 0.6},
+            {"kind": "checkpoint", "epoch": 2, "file": "checkpoints/epoch-0002.pt"},
+            {"kind": "epoch", "epoch": 3, "test_accuracy": 0.7},
+        ]
+        self.log = "".join(
+            f"2026-11-23T10:00:0{i}.{i}00000000Z GPUPOOL-METRIC {json.dumps(m)}\n"
+            for i, m in enumerate(marks, start=1)
+        ).encode()
+
+    async def call(self, node: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "logs":
+            return self.log
+        return None
+
+    async def run(self, fn: Any) -> Any:
+        return fn()
+
+    def _client(self, node: Any) -> Any:
+        return self
+
+    def get_archive(self, container: str, path: str) -> tuple[list[bytes], dict[str, int]]:
+        if self.cut:
+            raise asyncio.CancelledError  # the pool stops mid-copy
+        self.copied.append(path)
+        data = b"weights"
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(path.rsplit("/", 1)[-1])
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return [buf.getvalue()], {"size": len(data)}
+
+
+async def test_a_pool_stopped_mid_read_stores_each_epoch_once(parts: Any, tmp_path: Path) -> None:
+    """The pool stops (its task cancelled) while it copies a checkpoint out of a running
+    training, after it stored that read's records. At the next start it reads the same
+    log again: each epoch is stored once, and the checkpoint it missed is copied then.
+    (The integration test of a hub restart mid-training hit this window now and then.)"""
+    catalog, ledger, store = parts
+    starting(store, ledger, catalog)
+    tid = "t-000000000001"
+    store.update(tid, state="running")
+    node = catalog.node("node-a")
+    first = LogEngine(tid, cut=True)
+    d = Dispatcher(catalog, ledger, store, _run, artifacts=tmp_path / "a", engines=first)  # type: ignore[arg-type]
+    with pytest.raises(asyncio.CancelledError):
+        await d._read(store.get(tid), node)  # type: ignore[arg-type]
+    again = LogEngine(tid, cut=False)
+    d = Dispatcher(catalog, ledger, store, _run, artifacts=tmp_path / "a", engines=again)  # type: ignore[arg-type]
+    await d._read(store.get(tid), node)  # type: ignore[arg-type]
+    await d._read(store.get(tid), node)  # type: ignore[arg-type]
+    epochs = [r["epoch"] for r in store.events(tid, kinds=["epoch"])]
+    assert epochs == [1, 2, 3]
+    assert [r["epoch"] for r in store.events(tid, kinds=["checkpoint"])] == [2]
+    t = store.get(tid)
+    assert t is not None and t.checkpoint_epoch == 2
+    assert again.copied == [f"/home/jovyan/trainings/{tid}/checkpoints/epoch-0002.pt"]
+    assert (tmp_path / "a" / tid / "checkpoints" / "epoch-0002.pt").read_bytes() == b"weights"

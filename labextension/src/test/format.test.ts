@@ -55,6 +55,11 @@ test('the slice in a few words', () => {
   };
   assert.equal(describeSlice(two, { a: 'NVIDIA H100 80GB HBM3' }), '2 × H100');
   assert.equal(describeSlice({ ...slice, gpus: [] }), 'a100-40g · no GPU');
+  // no NVML in the container: the model the catalog declares, else just "GPU"
+  const declared = { ...slice, gpus: [{ ...slice.gpus[0], model: 'NVIDIA L40S' }] };
+  assert.equal(describeSlice(declared), 'L40S · 40 GiB · 30 % SM');
+  assert.equal(describeSlice(declared, { 'GPU-1': 'NVIDIA A100-SXM4-80GB' }), 'A100 · 40 GiB · 30 % SM');
+  assert.equal(describeSlice(slice), 'GPU · 40 GiB · 30 % SM');
   assert.equal(shortModel('Tesla T4'), 'Tesla');
 });
 

@@ -85,6 +85,7 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._sem = asyncio.Semaphore(8)
         self._use: tuple[float, dict[str, Use]] = (0.0, {})
+        self._checkpoints_checked: set[str] = set()  # trainings read since this start
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -301,7 +302,7 @@ class Dispatcher:
             self.log.warning("training %s: %s", t.id, why)
             await self._remove(node, t.container) if node is not None else None
             await self.run(self.ledger.release, res.id, f"training {t.id}: {why}"[:255])
-            await self._requeue_or_fail(t, why, counted=True)
+            await self._requeue_or_fail(t, why)
             return
         await self.run(
             self.store.add_attempt,
@@ -487,15 +488,25 @@ class Dispatcher:
             raw = await self.engines.call(node, "logs", t.container, **kwargs)
         except (NotFound, EngineUnreachable, APIError):
             return
+        if t.id not in self._checkpoints_checked:
+            # the first read since this pool started: a checkpoint whose record was stored
+            # when the pool stopped, before its copy was done, is copied now
+            self._checkpoints_checked.add(t.id)
+            last = await self.run(self.store.last_event, t.id, "checkpoint")
+            epoch = last.get("epoch") if last else None
+            if last and last["attempt"] == t.attempt and isinstance(epoch, int):
+                if epoch > (t.checkpoint_epoch or 0):
+                    await self._copy_checkpoint(t, node, last)
         batch = launch.read_log(raw, t.log_cursor)
         if batch.cursor == t.log_cursor:
             return
         await self.run(self._log_text, t.id, batch.text)
-        await self.run(self.store.add_events, t.id, t.attempt, batch.records)
+        await self.run(
+            self.store.add_events, t.id, t.attempt, batch.records, log_cursor=batch.cursor
+        )
         for rec in batch.records:
             if rec.get("kind") == "checkpoint":
                 await self._copy_checkpoint(t, node, rec)
-        await self.run(self.store.update, t.id, log_cursor=batch.cursor)
 
     async def _copy_checkpoint(self, t: Training, node: Any, rec: dict[str, Any]) -> None:
         """The checkpoint into the pool's store: it outlives the node."""
@@ -593,9 +604,9 @@ class Dispatcher:
             if t.reservation_id:
                 await self.run(self.ledger.release, t.reservation_id, f"training lost: {why}"[:255])
             await self.run(self.store.end_attempt, t.id, t.attempt, "ended", why)
-        await self._requeue_or_fail(t, why, counted=False)
+        await self._requeue_or_fail(t, why)
 
-    async def _requeue_or_fail(self, t: Training, why: str, *, counted: bool) -> None:
+    async def _requeue_or_fail(self, t: Training, why: str) -> None:
         t = await self.run(self.store.get, t.id)
         ran = t.run_seconds + (self.clock() - _ts(t.started_at) if t.started_at else 0)
         if t.cancel_requested:

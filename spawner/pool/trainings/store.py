@@ -178,9 +178,8 @@ class TrainingStore:
     """Reads and writes of the trainings tables; every method is one transaction."""
 
     def __init__(self, engine: Engine):
+        # the ledger's engine: its migrations (gpupool.pool.migrate) made these tables
         self.engine = engine
-        with engine.begin() as conn:
-            metadata.create_all(conn)
 
     def add(self, **values: Any) -> Training:
         with self.engine.begin() as conn:
@@ -214,10 +213,26 @@ class TrainingStore:
             return conn.execute(q.values(**values)).rowcount == 1
 
     # -- events (metrics) ----------------------------------------------------------
-    def add_events(self, tid: str, attempt: int, records: list[dict[str, Any]]) -> None:
-        if not records:
+    def add_events(
+        self,
+        tid: str,
+        attempt: int,
+        records: list[dict[str, Any]],
+        *,
+        log_cursor: int | None = None,
+    ) -> None:
+        """Store ``records``; with ``log_cursor``, move the training's log cursor past them
+        in the same transaction (a pool stopped between the two would read the same log
+        lines again at its next start and store every one of them twice)."""
+        if not records and log_cursor is None:
             return
         with self.engine.begin() as conn:
+            if log_cursor is not None:
+                conn.execute(
+                    update(trainings).where(trainings.c.id == tid).values(log_cursor=log_cursor)
+                )
+            if not records:
+                return
             last = conn.execute(
                 select(func.max(events.c.seq)).where(events.c.training_id == tid)
             ).scalar()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the pool's database (ledger and trainings); see ``gpupool.pool.migrate``."""
