@@ -192,6 +192,7 @@ build_hash() {
             sha256sum <"$ROOT/jupyterhub_config.py"
             local chp; chp="$(chp_dir)"
             echo "chp=${chp:+$(grep -m1 '"version"' "$chp/package.json")}"
+            sha256sum <"$HERE/copy_node_package.py"
         fi
     } | sha256sum | cut -c1-16
 }
@@ -336,7 +337,12 @@ if [ "$IMAGE" = hub ]; then
     cp "$ROOT/jupyterhub_config.py" "$CTX/"
     mkdir "$CTX/chp"
     chp="$(chp_dir)"
-    if [ -n "$chp" ]; then cp -a "$chp/." "$CTX/chp/"; say "configurable-http-proxy from $chp"; fi
+    if [ -n "$chp" ]; then
+        # with the packages it needs (hoisted beside it in a local npm install)
+        "${PY:-python3}" "$HERE/copy_node_package.py" "$chp" "$CTX/chp" \
+            || die "could not copy configurable-http-proxy from $chp"
+        say "configurable-http-proxy from $chp"
+    fi
 fi
 # gpupool's runtime dependencies, for the image's cached dependency layer
 # (the single-user image also gets the `lab` extra: jupyter-server, nvidia-ml-py)

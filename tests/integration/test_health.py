@@ -25,7 +25,7 @@ from tests.support.docker import Engine, ensure_docker_installed, start_engines
 from tests.support.docker import stop_engines as stop_all
 from tests.support.hub import Hub
 from tests.support.images import ensure_image
-from tests.support.servers import api, pool, reservation_of, start, wait_ready, wait_stopped
+from tests.support.servers import api, pool, reservation_of, spawn, wait_ready, wait_stopped
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 ORPHAN_GRACE = 8
@@ -71,7 +71,7 @@ def test_removed_container_frees_its_reservation_and_the_hub_sees_it_stopped(
     hub: Hub, engines: dict[str, Engine]
 ) -> None:
     token = hub.user_token("rita")
-    assert start(hub, "rita", token, {"spec": "a100-40g", "image": "lab"}).status_code in (201, 202)
+    spawn(hub, "rita", token, {"spec": "a100-40g", "image": "lab"})
     wait_ready(hub, "rita", token)
     r = reservation_of(hub, "rita")
     engines[r["node"]].client().containers.get(r["container"]).remove(force=True)
@@ -123,7 +123,7 @@ def test_reconciler_on_a_real_engine(hub: Hub, engines: dict[str, Engine]) -> No
     )
     try:
         out = pool(hub, "POST", f"/reconcile?node={r['node']}").json()["nodes"][0]
-        assert out["containers"] == 2 and out["released"] == []
+        assert out["containers"] == 2 and out["released"] == [], out
         assert [o["container"] for o in out["orphans"]] == ["stray"]
         alerts = pool(hub, "GET", "/alerts").json()["alerts"]
         orphan = next(a for a in alerts if a["kind"] == "orphan-container")
@@ -158,7 +158,7 @@ def test_engine_killed_node_down_then_back_with_reservations_intact(
     hub: Hub, engines: dict[str, Engine]
 ) -> None:
     token = hub.user_token("kim")
-    assert start(hub, "kim", token, {"spec": "a100-1x", "image": "lab"}).status_code in (201, 202)
+    spawn(hub, "kim", token, {"spec": "a100-1x", "image": "lab"})
     wait_ready(hub, "kim", token)
     held = reservation_of(hub, "kim")
     node, other = held["node"], ({"node-a", "node-b"} - {held["node"]}).pop()
@@ -173,7 +173,7 @@ def test_engine_killed_node_down_then_back_with_reservations_intact(
         # its reservation stays; new work goes to the other node
         assert pool(hub, "GET", f"/reservations/{held['id']}").json()["state"] == "active"
         t2 = hub.user_token("lee")
-        assert start(hub, "lee", t2, {"spec": "a100-1x", "image": "lab"}).status_code in (201, 202)
+        spawn(hub, "lee", t2, {"spec": "a100-1x", "image": "lab"})
         wait_ready(hub, "lee", t2)
         assert reservation_of(hub, "lee")["node"] == other
         # the reconciler skips it

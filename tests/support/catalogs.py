@@ -77,7 +77,9 @@ def write_engine_catalog(
     """A catalog folder whose nodes are ``engines`` (host networking, a port range each,
     TLS files for engines that have them), with :data:`SPECS` and :data:`IMAGES`."""
     lib = build_stand_in(folder / "vgpu")
-    base = free_base_port((0,))
+    # every port of every node's range free now, and outside the ephemeral range (where an
+    # outgoing connection could take a server's port before it binds)
+    base = free_base_port(tuple(range(100 * len(engines))))
     nodes = []
     for i, (name, eng) in enumerate(engines.items()):
         lo = base + 100 * i

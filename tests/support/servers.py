@@ -61,3 +61,13 @@ def reservation_of(hub: Hub, user: str) -> dict:
     active = pool(hub, "GET", f"/reservations?owner={user}").json()["reservations"]
     assert len(active) == 1, active
     return active[0]
+
+
+def spawn(hub: Hub, user: str, token: str, options: dict) -> requests.Response:
+    """:func:`start`, asserting the hub took the spawn (201 or 202); a failure says why,
+    with the hub's response and the tail of its log."""
+    r = start(hub, user, token, options)
+    assert r.status_code in (201, 202), (
+        f"spawn for {user} {options}: {r.status_code} {r.text}\n{hub.log()[-4000:]}"
+    )
+    return r

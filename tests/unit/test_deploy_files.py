@@ -7,6 +7,8 @@ runs in tests/integration/test_compose.py.)"""
 from __future__ import annotations
 
 import configparser
+import importlib.util
+import json
 import os
 import re
 import shutil
@@ -143,3 +145,72 @@ def test_image_build_hash_is_the_same_in_any_checkout_and_follows_the_lab_source
     c = agent_hash(checkout("c", "var e={217(e", "stamp-2"))
     assert a == b
     assert c != a
+
+
+def _copy_node_package():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(
+        "copy_node_package", ROOT / "images" / "copy_node_package.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.copy_node_package
+
+
+def _package(d: Path, name: str, deps: dict[str, str] | None = None, **more: object) -> Path:
+    d.mkdir(parents=True)
+    (d / "package.json").write_text(json.dumps({"name": name, "dependencies": deps or {}, **more}))
+    return d
+
+
+def test_a_hoisted_node_package_is_copied_with_what_it_needs(tmp_path: Path) -> None:
+    """The hub image copies the build machine's configurable-http-proxy. From a local npm
+    install (tests/run.sh's .tools) its dependencies sit beside it, hoisted; a copy of the
+    package alone failed in the image with "Cannot find package 'commander'". The copy
+    brings each package it needs, by Node's lookup, and nothing else."""
+    nm = tmp_path / "tools" / "node_modules"
+    proxy = _package(nm / "proxy", "proxy", {"a": "1"}, optionalDependencies={"gone": "1"})
+    _package(nm / "a", "a", {"@s/b": "1", "d": "2"})
+    _package(nm / "a" / "node_modules" / "d", "d")  # a's own version of d: nested
+    _package(nm / "d", "d")  # another version, hoisted, that nothing here needs
+    _package(nm / "@s" / "b", "@s/b", {"a": "1"})  # a cycle
+    _package(nm / "unrelated", "unrelated")
+    (proxy / "bin").mkdir()
+    (proxy / "bin" / "proxy.js").write_text("import 'a';\n")
+
+    copy = _copy_node_package()
+    added = copy(proxy, tmp_path / "out")
+
+    out = tmp_path / "out"
+    assert added == ["@s/b", "a"]
+    assert (out / "bin" / "proxy.js").is_file()
+    assert sorted(p.name for p in (out / "node_modules").iterdir()) == ["@s", "a"]
+    assert (out / "node_modules" / "a" / "node_modules" / "d" / "package.json").is_file()
+
+    # a dependency that is nowhere: an error that names it and who needs it
+    _package(nm / "needy", "needy", {"missing-dep": "1"})
+    with pytest.raises(FileNotFoundError, match="needy needs the package 'missing-dep'"):
+        copy(nm / "needy", tmp_path / "out2")
+
+
+def test_the_copied_configurable_http_proxy_runs_on_its_own(tmp_path: Path) -> None:
+    """The real proxy that tests/run.sh installs, copied as images/build.sh copies it into
+    the hub image, starts far from its install (``--version``)."""
+    found = shutil.which("configurable-http-proxy") or str(
+        ROOT / ".tools" / "node_modules" / ".bin" / "configurable-http-proxy"
+    )
+    node = shutil.which("node")
+    if not Path(found).exists() or node is None:
+        pytest.skip("no configurable-http-proxy or node here (tests/run.sh installs both)")
+    pkg = Path(os.path.realpath(found)).parents[1]
+    assert (pkg / "package.json").is_file(), pkg
+    _copy_node_package()(pkg, tmp_path / "chp")
+    r = subprocess.run(
+        [node, str(tmp_path / "chp" / "bin" / "configurable-http-proxy"), "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == json.loads((pkg / "package.json").read_text())["version"]
