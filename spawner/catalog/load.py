@@ -38,6 +38,8 @@ from .schema import FILES, REQUIRED_FILES, SLUG_HELP
 from .units import parse_size_mib
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "hub_config"
+#: Linux's default net.ipv4.ip_local_port_range: a node's server ports should stay out of it
+LINUX_EPHEMERAL_PORTS = (32768, 60999)
 
 
 class CatalogError(ValueError):
@@ -232,6 +234,14 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                     f"{where}: ports: '{n['ports']}' must be LOW-HIGH with 1024 <= LOW <= HIGH <= 65535"
                 )
             ports = (lo, hi)
+            e_lo, e_hi = LINUX_EPHEMERAL_PORTS
+            if lo <= e_hi and hi >= e_lo:
+                ck.warnings.append(
+                    f"{where}: ports: '{n['ports']}' overlaps {e_lo}-{e_hi}, where Linux picks "
+                    "the local ports of outgoing connections (net.ipv4.ip_local_port_range): a "
+                    "server can find its port taken and fail to start; use ports below "
+                    f"{e_lo} (the default is 20000-29999) or move the node's range"
+                )
         runtime = n.get("gpu_runtime", "nvidia")
         agent = None
         if "agent" in n:

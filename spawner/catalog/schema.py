@@ -201,7 +201,8 @@ NODE: dict[str, Any] = {
         "ports": {
             "type": "string",
             "pattern": r"^\d{2,5}-\d{2,5}(?!\n)$",
-            "description": "port range for servers on this node, e.g. '20000-29999'",
+            "description": "port range for servers on this node (default '20000-29999'); "
+            "keep it below 32768, where Linux's range for outgoing connections starts",
         },
         "gpus": {
             "type": "array",

@@ -279,6 +279,27 @@ def test_spec_larger_than_any_card_is_a_warning(cat: Path) -> None:
     assert [w.split(": ")[1] for w in c.warnings] == [A10]
 
 
+@pytest.mark.parametrize(
+    ("ports", "warned"),
+    [("20000-29999", False), ("30000-32767", False), ("32000-33000", True), ("40000-40099", True)],
+)
+def test_a_port_range_in_linuxs_ephemeral_range_is_a_warning(
+    cat: Path, ports: str, warned: bool
+) -> None:
+    """Outgoing connections on a node take local ports from 32768-60999 by default; a
+    server given one of those can find it taken (the test suite's own CI met this)."""
+    edit(cat, "nodes.yaml", setter(("nodes", 0, "ports"), ports))
+    c = load_catalog(cat)
+    assert c.nodes[0].ports == tuple(int(x) for x in ports.split("-"))
+    found = [w for w in c.warnings if "ports:" in w]
+    if warned:
+        assert len(found) == 1, c.warnings
+        assert found[0].startswith(f"nodes.yaml: nodes[0] (name 'node-a'): ports: '{ports}'")
+        assert "32768-60999" in found[0] and "ip_local_port_range" in found[0]
+    else:
+        assert found == []
+
+
 def test_gpupool_config_dir_is_honoured(cat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUPOOL_CONFIG_DIR", str(cat))
     assert config_dir() == cat
