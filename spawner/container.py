@@ -81,8 +81,25 @@ class ContainerPlan:
         }
 
 
+_SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
 def safe_name(text: str, limit: int = 40) -> str:
-    """A Docker-safe, collision-safe name part: 'Ada Lovelace@x' -> 'ada-lovelace-x-1a2b3c4d'."""
+    """A Docker-safe name part, one-to-one with ``text``: 'ada' -> 'ada',
+    'Ada Lovelace@x' -> 'ada-lovelace-x--<16 hex of sha256>'.
+
+    A name kept as it is never contains '--'; every other one ends in '--' and a hash of
+    the whole name, so no user can pick a name whose part equals another user's (the rule
+    before 2026-12 kept 'ada-lovelace-d239a0a8' as it was, which was also the hashed
+    part of 'ada.lovelace')."""
+    if len(text) <= limit and _SLUG.fullmatch(text):
+        return text
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower())[:limit].strip("-") or "x"
+    return f"{slug}--{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def legacy_safe_name(text: str, limit: int = 40) -> str:
+    """The rule before 2026-12, not one-to-one; only to find the home volumes it named."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "x"
     if slug == text:
         return slug
@@ -105,12 +122,21 @@ def open_dir_tar(path: str, mode: int = 0o777) -> tuple[str, bytes]:
 
 
 def container_name(user: str, server: str) -> str:
-    base = f"gpupool-{safe_name(user)}"
-    return f"{base}--{safe_name(server)}" if server else base
+    """A notebook server's container: ``gpupool-nb-<user>[---<server>]``. Parts never
+    contain '---' nor start or end with '-', so the name splits back one way only; the
+    'nb-' prefix keeps it apart from trainings' ``gpupool-train-<id>-<n>``."""
+    base = f"gpupool-nb-{safe_name(user)}"
+    return f"{base}---{safe_name(server)}" if server else base
 
 
 def home_volume(user: str) -> str:
     return f"gpupool-home-{safe_name(user)}"
+
+
+def legacy_home_volume(user: str) -> str:
+    """The name the rule before 2026-12 gave ``user``'s home (adopted when its owner label
+    is the user; see homes.py)."""
+    return f"gpupool-home-{legacy_safe_name(user)}"
 
 
 def hami_environment(spec: Spec, gpus: tuple[GpuShare, ...]) -> dict[str, str]:
@@ -145,6 +171,8 @@ def build_container(
     datasets: tuple[Dataset, ...] = (),  # the catalog's, mounted at /datasets/<name>
     kind: str = "notebook",  # notebook | training (the label the reconciler and pages read)
     name: str | None = None,  # default: container_name(user, server)
+    home: str
+    | None = None,  # the home volume found for the user (homes.py); default: home_volume(user)
     extra_labels: dict[str, str] | None = None,  # io.gpupool.* labels of the caller's own
     read_only_datasets: bool = False,  # mount every dataset read-only whatever the catalog says
 ) -> ContainerPlan:
@@ -180,7 +208,7 @@ def build_container(
     env.update(hami_environment(spec, gpus))
 
     vgpu_host = posixpath.dirname(node.hami_core)
-    binds: dict[str, dict[str, str]] = {home_volume(user): {"bind": HOME, "mode": "rw"}}
+    binds: dict[str, dict[str, str]] = {home or home_volume(user): {"bind": HOME, "mode": "rw"}}
     if spec.slice:
         cache = f"{cache_root or vgpu_host}/containers/{reservation_id}"
         binds.update(
@@ -226,6 +254,8 @@ def build_container(
         "device_requests": device_requests,
         "restart_policy": {"Name": "no"},
     }
+    if spec.disk_mib and node.disk_quota:
+        host_config["storage_opt"] = {"size": f"{spec.disk_mib}M"}
     ports: list[int] = []
     if node.network == "host":
         host_config["network_mode"] = "host"

@@ -23,8 +23,7 @@ class OptionsError(ValueError):
 
 
 def allowed_specs(catalog: Catalog, groups: Iterable[str], is_admin: bool = False) -> list[Spec]:
-    g = set(groups)
-    return [s for s in catalog.specs if s.allowed_for(g, is_admin)]
+    return list(catalog.usable_specs("", groups, hub_admin=is_admin))
 
 
 def validate_options(
@@ -64,7 +63,7 @@ def from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
     return {k: formdata[k][0] for k in OPTION_KEYS if formdata.get(k) and formdata[k][0]}
 
 
-def spec_facts(spec: Spec) -> list[str]:
+def spec_facts(spec: Spec, disk_enforced: bool = True) -> list[str]:
     facts = []
     if spec.gpus:
         model = "/".join(spec.gpu_models) if spec.gpu_models else "GPU"
@@ -78,7 +77,9 @@ def spec_facts(spec: Spec) -> list[str]:
     facts.append(f"{spec.cpu_millicores / 1000:g} CPU")
     facts.append(f"{format_mib(spec.memory_mib)} RAM")
     if spec.disk_mib:
-        facts.append(f"{format_mib(spec.disk_mib)} disk")
+        facts.append(
+            f"{format_mib(spec.disk_mib)} disk" + ("" if disk_enforced else " (not enforced here)")
+        )
     return facts
 
 
@@ -132,7 +133,7 @@ def render_form(
     for s in specs:
         n = fits.get(s.slug, 0)
         images = [i.name for i in catalog.images_for(s)]
-        facts = "".join(f"<li>{e(f)}</li>" for f in spec_facts(s))
+        facts = "".join(f"<li>{e(f)}</li>" for f in spec_facts(s, catalog.disk_enforced(s)))
         avail = f"{n} more fit now" if n > 0 else "none free now"
         sim = (
             '<div class="sim">simulated GPUs (demo node without GPU runtime)</div>'

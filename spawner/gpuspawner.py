@@ -26,11 +26,11 @@ from .container import (
     ContainerPlan,
     build_container,
     container_name,
-    home_volume,
     open_dir_tar,
 )
 from .engines import EngineUnreachable, shared_engines
 from .form import OptionsError, allowed_specs, from_form, render_form, validate_options
+from .owners import OWNER, NotYours, home_for, remove_own_container
 from .pool.state import GpuShare, describe_shares
 from .poolclient import PoolClient, PoolError
 
@@ -70,6 +70,13 @@ class QuotaError(PoolRefusal):
     how much is left."""
 
     status, why = 403, "quota"
+
+
+class NameTaken(PoolRefusal):
+    """409 'name-taken': the container or home volume of this server carries another
+    owner's label; nothing was removed or mounted."""
+
+    status, why = 409, "name-taken"
 
 
 _catalogs: dict[str, tuple[float, Catalog]] = {}
@@ -190,12 +197,16 @@ class GpuPoolSpawner(DockerSpawner):
     def _groups(self) -> list[str]:
         return [g.name for g in getattr(self.user, "groups", [])]
 
+    def _admin(self) -> bool:
+        """Hub admin or pool admin: who may use every spec (Catalog.usable_specs)."""
+        return bool(self.user.admin) or self.catalog.is_pool_admin(self.user.name, self._groups())
+
     # -- the form ------------------------------------------------------------------
     @default("options_form")
     def _options_form_default(self) -> Any:
         async def form(spawner: GpuPoolSpawner) -> str:
             catalog = spawner.catalog
-            specs = allowed_specs(catalog, spawner._groups(), bool(spawner.user.admin))
+            specs = allowed_specs(catalog, spawner._groups(), spawner._admin())
             try:
                 fits = {s["slug"]: s["fits_now"] for s in await spawner.pool.specs()}
             except Exception as e:  # the form still renders; starting will explain
@@ -227,7 +238,7 @@ class GpuPoolSpawner(DockerSpawner):
 
     def _validated(self, options: dict[str, Any]) -> tuple[Any, Any]:
         try:
-            return validate_options(options, self.catalog, self._groups(), bool(self.user.admin))
+            return validate_options(options, self.catalog, self._groups(), self._admin())
         except OptionsError as e:
             raise web.HTTPError(400, str(e)) from None
 
@@ -292,8 +303,14 @@ class GpuPoolSpawner(DockerSpawner):
             host_network = node.network == "host"
             self.ip = node.address if host_network else "0.0.0.0"
             self.port = self.reserved_port if host_network else BRIDGE_PORT
+            try:
+                home = await home_for(shared_engines(), node, self.user.name)
+            except NotYours as e:
+                self._event(100, str(e))
+                raise NameTaken(str(e)) from None
             plan = build_container(
                 user=self.user.name,
+                home=home,
                 server=self.name,
                 spec=spec,
                 image=image,
@@ -321,19 +338,11 @@ class GpuPoolSpawner(DockerSpawner):
         return (node.address, self.reserved_port)
 
     async def _create(self, plan: ContainerPlan) -> None:
-        try:  # a container left by a crashed start: ours by name, so replace it
-            await self.docker("remove_container", plan.name, force=True)
-        except NotFound:
-            pass
-        try:
-            await self.docker(
-                "create_volume",
-                name=home_volume(self.user.name),
-                labels={"io.gpupool.owner": self.user.name},
-            )
-        except APIError as e:
-            if e.status_code != 409:
-                raise
+        try:  # a container left by a crashed start: replaced only when it is ours
+            await remove_own_container(shared_engines(), self.node, plan.name, self.user.name)
+        except NotYours as e:
+            self._event(100, str(e))
+            raise NameTaken(str(e)) from None
         host_config = await shared_engines().run(
             lambda: self.client.create_host_config(**plan.host_config)
         )
@@ -348,8 +357,10 @@ class GpuPoolSpawner(DockerSpawner):
         """Remove what a failed start created and give the GPUs back."""
         if self.node_name and self.object_name:
             try:
-                await self.docker("remove_container", self.object_name, force=True)
-            except (NotFound, EngineUnreachable):
+                await remove_own_container(
+                    shared_engines(), self.node, self.object_name, self.user.name
+                )
+            except (NotFound, EngineUnreachable, NotYours):
                 pass
             except Exception:
                 self.log.exception("could not remove %s after a failed start", self.object_name)
@@ -361,6 +372,10 @@ class GpuPoolSpawner(DockerSpawner):
         self.clear_state()
 
     async def poll(self) -> int | str | None:  # type: ignore[override]
+        if self._spawn_pending:
+            # a start still under way (the hub polls a spawn slower than slow_spawn_timeout):
+            # its container may not exist yet, which is not the server dying
+            return None
         if not self.node_name or not self.object_name:
             return 0
         try:
@@ -376,6 +391,8 @@ class GpuPoolSpawner(DockerSpawner):
                 "%s: engine error %s; assuming the server still runs", self._log_name, e
             )
             return None
+        if (info.get("Config") or {}).get("Labels", {}).get(OWNER) != self.user.name:
+            return 0  # another's container at this name: ours is gone
         state = info["State"]
         if state.get("Running"):
             return None
@@ -384,9 +401,11 @@ class GpuPoolSpawner(DockerSpawner):
     async def stop(self, now: bool = False) -> None:  # type: ignore[override]
         if self.node_name and self.object_name:
             try:
-                await self.docker("remove_container", self.object_name, force=True)
-            except NotFound:
-                pass  # already gone is success
+                await remove_own_container(
+                    shared_engines(), self.node, self.object_name, self.user.name
+                )
+            except NotYours as e:  # ours is gone; never remove another's
+                self.log.error("%s: %s", self._log_name, e)
         if self.reservation_id:
             await self.pool.release(self.reservation_id)
         self.clear_state()

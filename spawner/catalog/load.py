@@ -26,6 +26,7 @@ from .models import (
     Gpu,
     HealthSettings,
     Image,
+    LimitSettings,
     Node,
     PoolSettings,
     Quota,
@@ -221,10 +222,14 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                     ck.problems.append(f"{where}: tls.{k}: file {p} not found")
                 files[k] = str(p)
             tls = Tls(**files)
-        elif url.scheme == "tcp" and not _loopback(url.hostname):
+        elif url.scheme == "tcp":
+            # loopback too: every process of the host, a host-network container among them,
+            # reaches it, and an engine is root on its node
+            where_to = "on this host" if _loopback(url.hostname) else "to another host"
             ck.problems.append(
-                f"{where}: engine {n['engine']} is TCP to another host without tls; "
-                "add tls: {ca, cert, key} (an engine without TLS is root access for anyone on the network)"
+                f"{where}: engine {n['engine']} is TCP {where_to} without tls; add tls: "
+                "{ca, cert, key} (deploy/engine-tls.sh makes them), or use its unix socket: "
+                "an engine without TLS is root on the node for anything that can connect"
             )
         ports = (20000, 29999)
         if "ports" in n:
@@ -276,6 +281,7 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                 gpu_runtime=runtime,
                 hami_core=n.get("hami_core", "/usr/local/vgpu/libvgpu.so"),
                 disk_mib=ck.size(f"{where}: disk", n["disk"]) if "disk" in n else None,
+                disk_quota=n.get("disk_quota", False),
                 labels=dict(n.get("labels", {})),
                 gpus=tuple(sorted(gpus, key=lambda g: g.index)),
                 ports=ports,
@@ -428,6 +434,11 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
             if "gpu_memory" in q
             else None,
             gpu_hours_per_month=q.get("gpu_hours_per_month"),
+            cpu_millicores=round(q["cpu"] * 1000) if "cpu" in q else None,
+            memory_mib=ck.size(f"pool.yaml: {where}.memory", q["memory"])
+            if "memory" in q
+            else None,
+            reservations=q.get("reservations"),
         )
 
     quotas = Quotas(
@@ -441,6 +452,7 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
         alerts=AlertSettings(**pool_doc.get("alerts", {})),
         culling=culling,
         trainings=trainings,
+        limits=LimitSettings(**pool_doc.get("limits", {})),
         node_policy=sched.get("node_policy", "binpack"),
         gpu_policy=sched.get("gpu_policy", "binpack"),
         database_url=pool_doc.get("database_url"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 GpuRuntime = Literal["nvidia", "cdi", "none"]
@@ -114,6 +115,9 @@ class Node:
     gpu_runtime: GpuRuntime = "nvidia"
     hami_core: str = "/usr/local/vgpu/libvgpu.so"
     disk_mib: int | None = None
+    #: the engine's storage driver limits a container's writable layer (storage-opt size):
+    #: overlay2 on xfs mounted with pquota, btrfs, zfs. Off: a spec's disk is booked only.
+    disk_quota: bool = False
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     gpus: tuple[Gpu, ...] = ()
     ports: tuple[int, int] = (
@@ -147,6 +151,9 @@ class Quota:
     gpus: int | None = None
     gpu_memory_mib: int | None = None
     gpu_hours_per_month: float | None = None
+    cpu_millicores: int | None = None  # CPU held at once, CPU-only specs included
+    memory_mib: int | None = None  # RAM held at once
+    reservations: int | None = None  # servers and trainings running at once
 
     @staticmethod
     def _max(a: float | None, b: float | None) -> float | None:
@@ -154,16 +161,20 @@ class Quota:
 
     def most_generous(self, other: Quota) -> Quota:
         return Quota(
-            gpus=self._max(self.gpus, other.gpus),  # type: ignore[arg-type]
-            gpu_memory_mib=self._max(self.gpu_memory_mib, other.gpu_memory_mib),  # type: ignore[arg-type]
-            gpu_hours_per_month=self._max(self.gpu_hours_per_month, other.gpu_hours_per_month),
+            **{
+                f.name: self._max(getattr(self, f.name), getattr(other, f.name))
+                for f in fields(Quota)
+            }
         )
 
     @property
     def unlimited(self) -> bool:
-        return (
-            self.gpus is None and self.gpu_memory_mib is None and self.gpu_hours_per_month is None
-        )
+        return all(getattr(self, f.name) is None for f in fields(Quota))
+
+    @property
+    def holds(self) -> bool:
+        """Limits what is held at once (beyond GPUs): checked for every spec."""
+        return any(v is not None for v in (self.cpu_millicores, self.memory_mib, self.reservations))
 
 
 @dataclass(frozen=True)
@@ -241,6 +252,15 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Per-user bounds on the pool API: writes (POST, DELETE) per minute with a burst; over
+    them a user gets 429 with Retry-After. The hub's own services and pool admins are not limited."""
+
+    writes_per_minute: float = 60.0
+    write_burst: int = 20
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     webhook: str | None = None
     gpu_temperature: int = 85
@@ -257,6 +277,7 @@ class PoolSettings:
     culling: CullingSettings = field(default_factory=CullingSettings)
     quotas: Quotas = field(default_factory=Quotas)
     trainings: TrainingSettings = field(default_factory=TrainingSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 @dataclass(frozen=True)
@@ -271,6 +292,29 @@ class Catalog:
 
     def spec(self, slug: str) -> Spec | None:
         return next((s for s in self.specs if s.slug == slug), None)
+
+    def disk_enforced(self, spec: Spec) -> bool:
+        """Every node the spec can land on limits its disk (Node.disk_quota)."""
+        hosts = [
+            n
+            for n in self.nodes
+            if not spec.gpus or any(spec.matches_model(g.model) for g in n.gpus)
+        ]
+        return bool(hosts) and all(n.disk_quota for n in hosts)
+
+    def is_pool_admin(self, user: str, groups: Iterable[str]) -> bool:
+        a = self.pool.access
+        return user in a.admin_users or bool(set(groups) & set(a.admin_groups))
+
+    def usable_specs(
+        self, user: str, groups: Iterable[str], *, hub_admin: bool = False
+    ) -> tuple[Spec, ...]:
+        """The one rule for who may use a spec, for the form, the API and trainings: a
+        spec with ``groups`` is open to their members and to admins (hub admins, and the
+        pool admins pool.yaml names). Observers see every spec; they use only their own."""
+        g = set(groups)
+        admin = hub_admin or self.is_pool_admin(user, g)
+        return tuple(s for s in self.specs if s.allowed_for(g, admin))
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)

@@ -159,8 +159,8 @@ NODE: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "required": ["ca", "cert", "key"],
-            "description": "TLS client files for a tcp:// engine (required for TCP to another "
-            "host); paths relative to the catalog folder",
+            "description": "TLS client files for a tcp:// engine (required for every TCP "
+            "engine, loopback included); paths relative to the catalog folder",
             "properties": {
                 "ca": {
                     "type": "string",
@@ -193,6 +193,13 @@ NODE: dict[str, Any] = {
         },
         "memory": SIZE,
         "disk": SIZE,
+        "disk_quota": {
+            "type": "boolean",
+            "description": "the engine's storage driver limits each container's writable "
+            "layer (overlay2 on xfs mounted with pquota, btrfs, zfs): a spec's disk is then "
+            "enforced (storage-opt size); default false: booked, not enforced, and the spec "
+            "cards say so",
+        },
         "labels": {
             "type": "object",
             "additionalProperties": {"type": "string"},
@@ -269,6 +276,17 @@ QUOTA: dict[str, Any] = {
             "type": "number",
             "minimum": 0,
             "description": "GPU-hours used per calendar month (UTC)",
+        },
+        "cpu": {
+            "type": "number",
+            "minimum": 0,
+            "description": "CPU cores held at once, by every spec (CPU-only ones too)",
+        },
+        "memory": {**SIZE, "description": "RAM held at once, by every spec"},
+        "reservations": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "servers and trainings running at once",
         },
     },
 }
@@ -434,12 +452,35 @@ POOL: dict[str, Any] = {
                     "type": "object",
                     "additionalProperties": QUOTA,
                     "description": "a quota per hub group name: gpus, gpu_memory, "
-                    "gpu_hours_per_month",
+                    "gpu_hours_per_month, cpu, memory, reservations",
                 },
                 "users": {
                     "type": "object",
                     "additionalProperties": QUOTA,
-                    "description": "a quota per user name: gpus, gpu_memory, gpu_hours_per_month",
+                    "description": "a quota per user name: gpus, gpu_memory, gpu_hours_per_month, "
+                    "cpu, memory, reservations",
+                },
+            },
+        },
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "per-user bounds on the pool API (over them: 429 with Retry-After; "
+            "the hub's services and pool admins are not limited)",
+            "properties": {
+                "writes_per_minute": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 100000,
+                    "description": "POST and DELETE requests per user and minute, on average "
+                    "(default 60)",
+                },
+                "write_burst": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100000,
+                    "description": "that many may come at once before the rate applies "
+                    "(default 20)",
                 },
             },
         },

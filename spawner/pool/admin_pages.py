@@ -21,6 +21,7 @@ from ..catalog.units import format_mib
 from . import accounting
 from .api import ID_RE, ApiError, node_json
 from .pages import PageHandler, _age, _gpus, page
+from .release import Refused, stop_and_release
 
 SCRIPT = """
 const f=document.getElementById('filter');
@@ -322,9 +323,14 @@ class ReleaseAction(_AdminAction):
     @web.authenticated
     async def post(self, rid: str) -> None:
         me = self.need_admin()
-        if await self.ctx.run(self.ctx.ledger.get, rid) is None:
+        found = await self.ctx.run(self.ctx.ledger.get, rid)
+        if found is None:
             raise ApiError(404, f"no reservation {rid!r}")
-        await self.ctx.run(self.ctx.ledger.release, rid, f"cancelled by {me.name} (pool page)")
+        # Cancel stops the workload; its reservation is freed when it has stopped
+        try:
+            await stop_and_release(self.ctx, found, me.name, f"cancelled by {me.name} (pool page)")
+        except Refused as e:
+            raise ApiError(e.status, e.message) from None
         self.back()
 
 

@@ -7,6 +7,7 @@ Asking for another user's reservation answers 404, exactly as for one that does 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +18,19 @@ from tornado.escape import url_escape
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..catalog.models import Catalog, Spec
-from .access import OBSERVE, Caller
+from .access import ADMIN, OBSERVE, SPAWN, Caller
 from .ledger import Ledger, LedgerError, Reservation
+from .limits import (
+    DEFAULT_MAX_BODY,
+    WRITES,
+    BadPage,
+    RateLimiter,
+    decode_cursor,
+    encode_cursor,
+    page_limit,
+)
 from .openapi import openapi_document
+from .release import Refused, how_to_stop, stop_and_release, user_may_release
 from .scheduler import Rejection
 
 ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
@@ -30,10 +41,13 @@ RESERVE_FIELDS = {"spec", "server_name", "kind", "owner", "id", "container"}
 class ApiError(web.HTTPError):
     """An HTTP error with a JSON body; ``extra`` is merged into it."""
 
-    def __init__(self, status: int, message: str, **extra: Any):
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ):
         super().__init__(status, log_message=message)
         self.message = message
         self.extra = extra
+        self.headers = headers or {}
 
 
 class PoolContext:
@@ -47,6 +61,8 @@ class PoolContext:
         self.monitor: Any = None  # the health monitor (health.Monitor), set by the service
         self.trainings: Any = None  # the trainings dispatcher (trainings.dispatch), likewise
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-ledger")
+        limits = catalog.pool.limits
+        self.write_limiter = RateLimiter(limits.writes_per_minute / 60, limits.write_burst)
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -65,18 +81,30 @@ class PoolContext:
             raise ApiError(502, f"the hub did not answer for user {name!r}: {e}") from None
         model = json.loads(resp.body)
         roles = set(model.get("roles") or ())
+        groups = frozenset(model.get("groups") or ())
         scopes = {OBSERVE} if roles & {"gpupool-admin", "gpupool-observer"} else set()
-        return Caller(
-            name=name,
-            kind="user",
-            scopes=frozenset(scopes),
-            groups=frozenset(model.get("groups") or ()),
-        )
+        if model.get("admin") or self.catalog.is_pool_admin(name, groups):
+            scopes.add(ADMIN)
+        return Caller(name=name, kind="user", scopes=frozenset(scopes), groups=groups)
 
     async def stop_server(self, user: str, server_name: str = "") -> bool:
         """Ask the hub to stop a user's server (its spawner then frees the reservation),
         with the service's token (hub scope ``servers``). False if the hub has no such
         server; a refusal or a hub that does not answer is a 502 that says so."""
+        # the hub answers a stop of a server that is not running with success as well:
+        # ask first, so that 'stopped' means a spawner will free the reservation
+        auth = {"Authorization": f"token {self.hub_auth.api_token}"}
+        user_url = f"{self.hub_auth.api_url}/users/{url_escape(user, plus=False)}"
+        try:
+            resp = await AsyncHTTPClient().fetch(HTTPRequest(user_url, headers=auth))
+            if server_name not in (json.loads(resp.body).get("servers") or {}):
+                return False
+        except HTTPClientError as e:
+            if e.code == 404:
+                return False
+            raise ApiError(502, f"the hub did not answer for user {user!r}: {e}") from None
+        except OSError as e:
+            raise ApiError(502, f"the hub did not answer: {e}") from None
         path = f"users/{url_escape(user, plus=False)}/server"
         if server_name:
             path += f"s/{url_escape(server_name, plus=False)}"
@@ -118,7 +146,16 @@ class BaseHandler(web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    max_body = DEFAULT_MAX_BODY  # bytes this endpoint reads; more answers 413
+
     async def prepare(self) -> None:
+        size = len(self.request.body or b"")
+        if size > self.max_body:
+            raise ApiError(
+                413,
+                f"the request body is {size} bytes; this endpoint takes at most "
+                f"{self.max_body} bytes",
+            )
         if not self.auth_required:
             return
         header = self.request.headers.get("Authorization", "")
@@ -133,6 +170,22 @@ class BaseHandler(web.RequestHandler):
             raise ApiError(
                 403, "this token has no gpupool scope (custom:gpupool:use, :observe or :admin)"
             )
+        if (
+            self.request.method in WRITES
+            and self.caller.kind == "user"
+            and not self.caller.acts_for_others
+        ):
+            wait = self.ctx.write_limiter.take(self.caller.name)
+            if wait:
+                after = RateLimiter.retry_after(wait)
+                limits = self.ctx.catalog.pool.limits
+                raise ApiError(
+                    429,
+                    f"too many changes: at most {limits.writes_per_minute:g} per minute "
+                    f"({limits.write_burst} at once) per user; retry in {after} s",
+                    headers={"Retry-After": after},
+                    reason="rate-limit",
+                )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -140,6 +193,8 @@ class BaseHandler(web.RequestHandler):
         if isinstance(exc, ApiError):
             body["message"] = exc.message
             body.update(exc.extra)
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         else:
             body["message"] = self._reason
         self.finish(json.dumps(body))
@@ -163,9 +218,16 @@ class BaseHandler(web.RequestHandler):
         return data
 
     def specs_for(self, caller: Caller) -> list[Spec]:
-        return [
-            s for s in self.ctx.catalog.specs if s.allowed_for(caller.groups, caller.can_observe)
-        ]
+        """The specs ``caller`` sees: those they may use, and every one for observers."""
+        if caller.can_observe:
+            return list(self.ctx.catalog.specs)
+        return self.usable_by(caller)
+
+    def usable_by(self, caller: Caller) -> list[Spec]:
+        """The specs ``caller`` may use (Catalog.usable_specs: the form's rule too)."""
+        return list(
+            self.ctx.catalog.usable_specs(caller.name, caller.groups, hub_admin=caller.is_admin)
+        )
 
 
 class RootHandler(BaseHandler):
@@ -266,12 +328,32 @@ class ReservationsHandler(BaseHandler):
             if owner not in (None, self.caller.name):
                 raise ApiError(404, f"no user {owner!r}")  # other users are not visible
             owner = self.caller.name
-        found = await self.ctx.run(self.ctx.ledger.list, owner, not include_released)
-        self.send({"reservations": [r.to_json() for r in found]})
+        try:
+            limit = page_limit(self.get_argument("limit", None))
+            cursor = self.get_argument("cursor", None)
+            after = None
+            if cursor:
+                at, last = decode_cursor(cursor, 2)
+                after = (dt.datetime.fromisoformat(at), last)
+        except (BadPage, ValueError) as e:
+            raise ApiError(400, str(e)) from None
+        found = await self.ctx.run(
+            lambda: self.ctx.ledger.list(owner, not include_released, after=after, limit=limit + 1)
+        )
+        more = len(found) > limit
+        found = found[:limit]
+        nxt = encode_cursor([found[-1].created_at.isoformat(), found[-1].id]) if more else None
+        self.send({"reservations": [r.to_json() for r in found], "next": nxt})
 
     async def post(self) -> None:
-        if not (self.caller.can_use or self.caller.acts_for_others):
-            raise ApiError(403, "reserving needs the scope custom:gpupool:use")
+        if not self.caller.acts_for_others:
+            # a reservation nothing uses would hold capacity from everyone for start_grace
+            raise ApiError(
+                403,
+                "reservations are made for a server or a training: start a server from the "
+                "hub, or submit a training (POST api/trainings); reserving directly needs "
+                "custom:gpupool:spawn (the hub's spawner) or custom:gpupool:admin",
+            )
         data = self.body(RESERVE_FIELDS)
         owner = data.get("owner", self.caller.name)
         if not isinstance(owner, str) or not owner:
@@ -303,7 +385,7 @@ class ReservationsHandler(BaseHandler):
         slug = data.get("spec")
         # specs the owner may use: for another user, that user's groups as the hub has them
         who = self.caller if owner == self.caller.name else await self.ctx.owner(owner)
-        allowed = self.specs_for(who)
+        allowed = self.usable_by(who)
         spec = next((s for s in allowed if s.slug == slug), None)
         if spec is None:
             names = ", ".join(s.slug for s in allowed) or "none"
@@ -349,7 +431,28 @@ class ReservationHandler(BaseHandler):
         if not self.caller.may_change(found.owner):
             raise ApiError(403, "observers may read reservations, not release them")
         reason = f"released by {self.caller.name}"
-        await self.ctx.run(self.ctx.ledger.release, rid, reason)
+        if SPAWN in self.caller.scopes and not self.caller.is_admin:
+            # the spawner releases after it removed the container itself
+            await self.ctx.run(self.ctx.ledger.release, rid, reason)
+        elif not self.caller.acts_for_others:
+            if found.state == "active" and not user_may_release(found):
+                raise ApiError(409, how_to_stop(found), reason="workload-running")
+            await self.ctx.run(self.ctx.ledger.release, rid, reason)
+        else:
+            try:
+                outcome = await stop_and_release(self.ctx, found, self.caller.name, reason)
+            except Refused as e:
+                raise ApiError(e.status, e.message, reason="node-down") from None
+            if outcome == "stopping":
+                self.send(
+                    {
+                        "status": 202,
+                        "message": f"stopping the workload of {rid}; the reservation is "
+                        "freed when it has stopped",
+                    },
+                    status=202,
+                )
+                return
         self.set_status(204)
         self.finish()
 

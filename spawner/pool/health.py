@@ -213,6 +213,11 @@ class Monitor:
         self.probe_count = 0
 
     # -- lifecycle --------------------------------------------------------------------
+    @property
+    def watching(self) -> bool:
+        """Probing and reconciling its nodes (off for catalogs whose nodes do not exist)."""
+        return bool(self._tasks)
+
     def start(self) -> None:
         self.alerts.start()
         self._tasks = [

@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable, Iterator
 
 from sqlalchemy import (
+    and_,
     delete,
     insert,
+    or_,
     select,
     update,
 )
@@ -161,15 +163,24 @@ class Ledger:
         owner: str | None = None,
         rid: str | None = None,
         active_only: bool = False,
+        after: tuple[dt.datetime, str] | None = None,
+        limit: int | None = None,
     ) -> list[Reservation]:
         q = select(reservations)
+        if after is not None:  # keyset pagination on (created_at, id), the listing's order
+            t, last = after
+            c = reservations.c
+            q = q.where(or_(c.created_at > t, and_(c.created_at == t, c.id > last)))
         if owner is not None:
             q = q.where(reservations.c.owner == owner)
         if rid is not None:
             q = q.where(reservations.c.id == rid)
         if active_only:
             q = q.where(reservations.c.state == "active")
-        rows = conn.execute(q.order_by(reservations.c.created_at, reservations.c.id)).all()
+        q = q.order_by(reservations.c.created_at, reservations.c.id)
+        if limit is not None:
+            q = q.limit(limit)
+        rows = conn.execute(q).all()
         if not rows:
             return []
         ids = [r.id for r in rows]
@@ -231,9 +242,20 @@ class Ledger:
         """GPU UUID -> its memory in MiB, for every GPU the pool knows now."""
         return {g.uuid: g.memory_mib for n in self.nodes() for g in n.gpus}
 
-    def list(self, owner: str | None = None, active_only: bool = True) -> list[Reservation]:
+    def list(
+        self,
+        owner: str | None = None,
+        active_only: bool = True,
+        *,
+        after: tuple[dt.datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Reservation]:
+        """Reservations in the order they were made; ``after`` (created_at, id) of the last
+        one seen and ``limit`` page through them."""
         with self.engine.connect() as conn:
-            return self._select(conn, owner=owner, active_only=active_only)
+            return self._select(
+                conn, owner=owner, active_only=active_only, after=after, limit=limit
+            )
 
     def holdings(self) -> list[tuple[str, GpuShare]]:
         """(reservation id, GPU share) of every active reservation, straight from the database."""
@@ -282,7 +304,7 @@ class Ledger:
             if conn.execute(select(reservations.c.id).where(reservations.c.id == rid)).first():
                 raise LedgerError(f"reservation id {rid!r} is already used")
             mine: list[Reservation] = []
-            if quota is not None and not quota.unlimited and spec.gpus:
+            if quota is not None and not quota.unlimited and (spec.gpus or quota.holds):
                 mine = self._select(conn, owner=owner, active_only=True)
                 over = self._over_quota(conn, spec, owner, quota, quota_source, mine, None)
                 if over is not None:
@@ -372,6 +394,11 @@ class Ledger:
         """Why this reservation would break the owner's quota, or None."""
         who = f"quota of {source}" if source else "quota"
         if decision is None:
+            held_of = self._held_over(spec, quota, who, mine)
+            if held_of is not None:
+                return held_of
+            if not spec.gpus:
+                return None
             held = sum(len(r.gpus) for r in mine)
             if quota.gpus is not None and held + spec.gpus > quota.gpus:
                 left = max(0, quota.gpus - held)
@@ -414,8 +441,41 @@ class Ledger:
             )
         return None
 
+    @staticmethod
+    def _held_over(spec: Spec, quota: Quota, who: str, mine: list[Reservation]) -> Rejection | None:
+        """The quotas on what every spec holds (CPU-only ones too): servers and trainings
+        at once, CPU, RAM."""
+        if quota.reservations is not None and len(mine) + 1 > quota.reservations:
+            return Rejection(
+                f"over the {who}: at most {quota.reservations} servers and trainings at a "
+                f"time; you run {len(mine)}; stop one first",
+                reason="quota",
+            )
+        if quota.cpu_millicores is not None:
+            held = sum(r.cpu_millicores for r in mine)
+            if held + spec.cpu_millicores > quota.cpu_millicores:
+                left = max(0, quota.cpu_millicores - held)
+                return Rejection(
+                    f"over the {who}: at most {quota.cpu_millicores / 1000:g} CPU at a time; "
+                    f"you hold {held / 1000:g}, {spec.display_name} needs "
+                    f"{spec.cpu_millicores / 1000:g}; {left / 1000:g} left",
+                    reason="quota",
+                )
+        if quota.memory_mib is not None:
+            held = sum(r.memory_mib for r in mine)
+            if held + spec.memory_mib > quota.memory_mib:
+                left = max(0, quota.memory_mib - held)
+                return Rejection(
+                    f"over the {who}: at most {format_mib(quota.memory_mib)} of RAM at a time; "
+                    f"you hold {format_mib(held) if held else 'none'}, {spec.display_name} "
+                    f"needs {format_mib(spec.memory_mib)}; "
+                    f"{format_mib(left) if left else 'none'} left",
+                    reason="quota",
+                )
+        return None
+
     def _free_port(self, conn: Connection, node: str) -> int | None:
-        """The lowest port of the node's range that no active reservation on it holds."""
+        """A port of the node's range that no active reservation on it holds, at random."""
         lo, hi = self.catalog.node(node).ports  # type: ignore[union-attr]
         used = set(
             conn.execute(
@@ -424,7 +484,9 @@ class Ledger:
                 )
             ).scalars()
         )
-        return next((p for p in range(lo, hi + 1) if p not in used), None)
+        free = [p for p in range(lo, hi + 1) if p not in used]
+        # drawn, not the lowest: a user must not know (and bind first) the next server's port
+        return secrets.choice(free) if free else None
 
     def release(self, rid: str, reason: str = "released") -> Reservation | None:
         """Free a reservation. Releasing one already released is success (idempotent);
@@ -443,7 +505,12 @@ class Ledger:
                 conn.execute(
                     update(reservations)
                     .where(reservations.c.id == rid)
-                    .values(state="released", released_at=self.clock(), release_reason=reason)
+                    .values(
+                        state="released",
+                        released_at=self.clock(),
+                        # the column's size; a user's name is part of some reasons
+                        release_reason=reason[:255],
+                    )
                 )
                 self.state.remove(rid)
                 self.orphans.pop(rid, None)

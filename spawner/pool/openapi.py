@@ -37,6 +37,21 @@ _ERRORS = {
     "403": _json(_ERR, "The token lacks the scope this needs"),
 }
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_PAGE = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "items per page (default 200)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "the 'next' of the previous page",
+        "schema": {"type": "string"},
+    },
+]
+_NEXT = {"type": ["string", "null"], "description": "cursor of the next page; null on the last"}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
 SCHEMAS: dict[str, Any] = {
@@ -315,17 +330,20 @@ def _document(prefix: str) -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "string", "enum": ["active", "all"]},
                         },
+                        *_PAGE,
                     ],
                     "responses": {
                         "200": _json(
                             {
                                 "type": "object",
                                 "properties": {
-                                    "reservations": {"type": "array", "items": _ref("Reservation")}
+                                    "reservations": {"type": "array", "items": _ref("Reservation")},
+                                    "next": _NEXT,
                                 },
                             },
-                            "reservations",
+                            "reservations, oldest first; 'next' is the cursor of the next page",
                         ),
+                        "400": _json(_ERR, "a limit or cursor this API does not take"),
                         **_ERRORS,
                     },
                 },
@@ -357,11 +375,18 @@ def _document(prefix: str) -> dict[str, Any]:
                     },
                 },
                 "delete": {
-                    "summary": "Release a reservation (releasing a released one succeeds)",
+                    "summary": "Release a reservation (releasing a released one succeeds). "
+                    "Releasing means stopping: an admin's release stops the server or "
+                    "training that holds it; a user stops their server or cancels their "
+                    "training instead",
                     "parameters": [_ID],
                     "responses": {
+                        "202": _json(_ERR, "its workload is being stopped; freed after"),
                         "204": {"description": "released"},
                         "404": _json(_ERR, "not found or not yours"),
+                        "409": _json(_ERR, "it holds your running server or training"),
+                        "429": _json(_ERR, "too many changes; see Retry-After"),
+                        "503": _json(_ERR, "its node does not answer; kept until it does"),
                         **_ERRORS,
                     },
                 },

@@ -28,6 +28,7 @@ from .api import PoolContext, routes
 from .health import Monitor
 from .idle import IdleCuller
 from .ledger import Ledger
+from .limits import SERVER_MAX_BODY
 from .pages import page_routes
 from .scheduler import POLICIES
 from .trainings.dispatch import Dispatcher
@@ -258,7 +259,7 @@ class PoolService(Application):
     async def serve(self) -> None:
         app = self.make_app()
         url = urlparse(self.bind_url)
-        server = HTTPServer(app, xheaders=True)
+        server = HTTPServer(app, xheaders=True, max_body_size=SERVER_MAX_BODY)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")
         self.log.info(
             "gpupool pool service listening on %s%s", self.bind_url.rstrip("/"), self.prefix

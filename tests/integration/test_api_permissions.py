@@ -48,6 +48,12 @@ def call(hub: Hub, method: str, path: str, token: str | None, **kw) -> requests.
     return requests.request(method, f"{hub.pool}{path}", headers=headers, timeout=30, **kw)
 
 
+def reserve(hub: Hub, owner: str, **body: object) -> requests.Response:
+    """A reservation for ``owner`` as the hub's services make one (users cannot: a bare
+    reservation would hold capacity that nothing uses)."""
+    return call(hub, "POST", "/reservations", hub.automation_token, json={"owner": owner, **body})
+
+
 @pytest.fixture
 def clean(hub: Hub, who: Callers) -> Iterator[None]:
     yield
@@ -91,17 +97,24 @@ def test_specs_filtered_by_group(hub: Hub, who: Callers) -> None:
         assert {s["slug"] for s in call(hub, "GET", "/specs", t).json()["specs"]} == power
     assert call(hub, "GET", "/specs/a100-2x", who.a).status_code == 404
     assert call(hub, "GET", "/specs/a100-2x", who.power).json()["fits_now"] == 4
-    r = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-2x"})
+    r = reserve(hub, "alice", spec="a100-2x")
     assert r.status_code == 400
     assert r.json()["allowed"] == ["cpu-1", "a100-40g", "a100-1x"]
+    # observers see every spec but use only their own (the form's rule): reserving the
+    # group-restricted one for an observer is refused as for anyone outside the group
+    r = reserve(hub, "otto", spec="a100-2x")
+    assert r.status_code == 400 and r.json()["allowed"] == ["cpu-1", "a100-40g", "a100-1x"]
+    held = reserve(hub, "pat", spec="a100-2x")
+    assert held.status_code == 201
+    assert call(hub, "DELETE", f"/reservations/{held.json()['id']}", who.power).status_code == 204
 
 
 def test_reservation_visibility_matrix(hub: Hub, who: Callers, clean: None) -> None:
-    ra = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-40g", "server_name": "lab"})
+    ra = reserve(hub, "alice", spec="a100-40g", server_name="lab")
     assert ra.status_code == 201, ra.text
     a_id = ra.json()["id"]
     assert ra.json()["owner"] == "alice" and ra.headers["Location"].endswith(a_id)
-    rb = call(hub, "POST", "/reservations", who.b, json={"spec": "cpu-1"})
+    rb = reserve(hub, "bob", spec="cpu-1")
     assert rb.status_code == 201
     b_id = rb.json()["id"]
 
@@ -140,8 +153,20 @@ def test_reservation_visibility_matrix(hub: Hub, who: Callers, clean: None) -> N
     assert call(hub, "DELETE", f"/reservations/{b_id}", who.automation).status_code == 204
     assert call(hub, "DELETE", "/reservations/r-missing", who.admin).status_code == 404
 
+    # one that holds a server (it names its container) is not the user's to free: stopping
+    # the server frees it; an admin's release stops the workload first
+    rs = reserve(hub, "alice", spec="a100-40g", container="gpupool-nb-alice").json()
+    r = call(hub, "DELETE", f"/reservations/{rs['id']}", who.a)
+    assert r.status_code == 409 and r.json()["reason"] == "workload-running", r.text
+    assert "stop the server" in r.json()["message"]
+    assert call(hub, "GET", f"/reservations/{rs['id']}", who.a).json()["state"] == "active"
+    assert call(hub, "DELETE", f"/reservations/{rs['id']}", who.admin).status_code == 204
+
 
 def test_acting_for_others_needs_admin(hub: Hub, who: Callers, clean: None) -> None:
+    for t in (who.a, who.observer, who.power):  # bare reservations are the services' own
+        r = call(hub, "POST", "/reservations", t, json={"spec": "cpu-1"})
+        assert r.status_code == 403 and "start a server" in r.json()["message"]
     r = call(hub, "POST", "/reservations", who.a, json={"spec": "cpu-1", "owner": "bob"})
     assert r.status_code == 403
     r = call(hub, "POST", "/reservations", who.observer, json={"spec": "cpu-1", "owner": "bob"})
@@ -193,14 +218,14 @@ def test_bad_requests_name_what_is_allowed(
     hub: Hub, who: Callers, body: dict, needle: str, clean: None
 ) -> None:
     before = call(hub, "GET", "/reservations", who.admin).json()["reservations"]
-    r = call(hub, "POST", "/reservations", who.a, json=body)
+    r = reserve(hub, "alice", **body)
     assert r.status_code == 400
     assert needle in r.json()["message"]
     assert call(hub, "GET", "/reservations", who.admin).json()["reservations"] == before
 
 
 def test_not_json(hub: Hub, who: Callers) -> None:
-    r = call(hub, "POST", "/reservations", who.a, data="spec=cpu-1")
+    r = call(hub, "POST", "/reservations", who.automation, data="spec=cpu-1")
     assert r.status_code == 400 and "not JSON" in r.json()["message"]
 
 
@@ -216,7 +241,7 @@ def test_nodes_and_drain(hub: Hub, who: Callers, clean: None) -> None:
     r = call(hub, "POST", "/nodes/node-a/drain", who.admin)
     assert r.status_code == 200 and r.json()["state"] == "draining"
     # a drained node gets no new work
-    placed = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-1x"}).json()
+    placed = reserve(hub, "alice", spec="a100-1x").json()
     assert placed["node"] == "node-b"
     fits = call(hub, "GET", "/specs/a100-1x", who.a).json()["fits_now"]
     assert fits == 3  # node-b's remaining cards only
@@ -228,12 +253,12 @@ def test_nodes_and_drain(hub: Hub, who: Callers, clean: None) -> None:
 def test_capacity_answer_explains_per_node(hub: Hub, who: Callers, clean: None) -> None:
     held = []
     for _ in range(4):
-        r = call(hub, "POST", "/reservations", who.power, json={"spec": "a100-2x"})
+        r = reserve(hub, "pat", spec="a100-2x")
         assert r.status_code == 201
         held.append(r.json())
     assert {tuple(sorted(g["index"] for g in h["gpus"])) for h in held} == {(0, 1), (2, 3)}
     assert sorted(h["node"] for h in held) == ["node-a", "node-a", "node-b", "node-b"]
-    r = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-40g"})
+    r = reserve(hub, "alice", spec="a100-40g")
     assert r.status_code == 503
     body = r.json()
     assert body["reason"] == "capacity"
@@ -265,7 +290,7 @@ def test_health_endpoints_by_role(hub: Hub, who: Callers, clean: None) -> None:
     r = call(hub, "POST", "/reservations", metrics, json={"spec": "cpu-1"})
     assert r.status_code == 403
     # a reservation's metrics: its owner and observers; another user gets 404
-    rid = call(hub, "POST", "/reservations", who.a, json={"spec": "a100-40g"}).json()["id"]
+    rid = reserve(hub, "alice", spec="a100-40g").json()["id"]
     got = call(hub, "GET", f"/reservations/{rid}/metrics", who.a).json()
     assert got["reservation"] == rid and got["samples"] == []
     assert call(hub, "GET", f"/reservations/{rid}/metrics", who.observer).status_code == 200
@@ -288,9 +313,9 @@ def test_health_endpoints_by_role(hub: Hub, who: Callers, clean: None) -> None:
 
 def test_quota_through_the_api_and_usage_by_role(hub: Hub, who: Callers, clean: None) -> None:
     lim = hub.user_token("lim", groups=("gpu-limited",))
-    first = call(hub, "POST", "/reservations", lim, json={"spec": "a100-1x"})
+    first = reserve(hub, "lim", spec="a100-1x")
     assert first.status_code == 201, first.text
-    again = call(hub, "POST", "/reservations", lim, json={"spec": "a100-40g"})
+    again = reserve(hub, "lim", spec="a100-40g")
     assert again.status_code == 403 and again.json()["reason"] == "quota"
     assert "quota of group gpu-limited: at most 1 GPU(s) at a time" in again.json()["message"]
     # an admin reserving for lim is held to lim's quota too
@@ -300,7 +325,7 @@ def test_quota_through_the_api_and_usage_by_role(hub: Hub, who: Callers, clean: 
     assert usage["user"] == "lim" and usage["quota"]["source"] == "group gpu-limited"
     assert usage["quota"]["gpus"] == {"limit": 1, "held": 1, "left": 0}
     assert call(hub, "DELETE", f"/reservations/{first.json()['id']}", lim).status_code == 204
-    assert call(hub, "POST", "/reservations", lim, json={"spec": "a100-40g"}).status_code == 201
+    assert reserve(hub, "lim", spec="a100-40g").status_code == 201
     usage = call(hub, "GET", "/usage", lim).json()
     assert [row["spec"] for row in usage["by_spec"]] == ["a100-1x", "a100-40g"]
     assert usage["total"]["cost"] >= 0 and usage["quota"]["gpus"]["left"] == 0

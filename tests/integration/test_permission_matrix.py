@@ -56,7 +56,8 @@ API: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/datasets/digits", None, READ),
     ("GET", "/datasets/nope", None, row(404, 404, 404, 404, 404, 404, 403, 401)),
     ("GET", "/reservations", None, READ),
-    ("POST", "/reservations", {"spec": "cpu-1"}, row(201, 201, 201, 201, 403, 201, 403, 401)),
+    # bare reservations are the hub's services' and admins': a user's would hold capacity
+    ("POST", "/reservations", {"spec": "cpu-1"}, row(201, 403, 403, 403, 403, 403, 403, 401)),
     ("GET", "/reservations/{a}", None, OWN_A),
     ("DELETE", "/reservations/{b}", None, row(204, 404, 204, 403, 403, 404, 403, 401)),
     ("GET", "/reservations/{a}/metrics", None, OWN_A),
@@ -155,11 +156,11 @@ def test_every_route_has_a_row() -> None:
 
 
 def test_the_matrix(hub: Hub, tokens: dict[str, str | None]) -> None:
-    def reserve(token: str | None, spec: str = "a100-40g") -> str:
+    def reserve(owner: str, spec: str = "a100-40g") -> str:
         r = requests.post(
             f"{hub.pool}/reservations",
-            headers={"Authorization": f"token {token}"},
-            json={"spec": spec},
+            headers={"Authorization": f"token {hub.automation_token}"},
+            json={"spec": spec, "owner": owner},
             timeout=30,
         )
         assert r.status_code == 201, r.text
@@ -176,9 +177,9 @@ def test_the_matrix(hub: Hub, tokens: dict[str, str | None]) -> None:
         return str(r.json()["id"])
 
     made: list[str] = []
-    fresh_b: Callable[[], str] = lambda: made.append(reserve(tokens["b"], "cpu-1")) or made[-1]  # noqa: E731
+    fresh_b: Callable[[], str] = lambda: made.append(reserve("bob", "cpu-1")) or made[-1]  # noqa: E731
     a_training = submit(tokens["a"])
-    a_res = reserve(tokens["a"])
+    a_res = reserve("alice")
     made.append(a_res)
     wrong: list[str] = []
     try:
@@ -208,4 +209,40 @@ def test_the_matrix(hub: Hub, tokens: dict[str, str | None]) -> None:
         ]:
             requests.delete(f"{hub.pool}/reservations/{r['id']}", headers=admin, timeout=30)
         requests.post(f"{hub.pool}/nodes/node-b/undrain", headers=admin, timeout=30)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_limits_by_caller(hub: Hub, tokens: dict[str, str | None]) -> None:
+    """What the hostile-tenant limits answer: a release under a workload (409 for its
+    owner and their server's token, 404 for others), a flood of writes (429 with
+    Retry-After, for that user only), a body over an endpoint's bound (413)."""
+    admin = {"Authorization": f"token {tokens['admin']}"}
+    held = requests.post(
+        f"{hub.pool}/reservations",
+        headers=admin,
+        json={"spec": "cpu-1", "owner": "alice", "container": "gpupool-nb-alice"},
+        timeout=30,
+    ).json()["id"]
+    want = row(204, 409, 404, 403, 403, 409, 403, 401)
+    wrong = []
+    for who in COLS:
+        if who == "admin":
+            continue
+        got = send(hub, "DELETE", f"{hub.pool}/reservations/{held}", tokens[who])
+        if got != want[who]:
+            wrong.append(f"DELETE a held reservation as {who}: {got}, intended {want[who]}")
+    got = send(hub, "DELETE", f"{hub.pool}/reservations/{held}", tokens["admin"])
+    assert got == 204, got
+    big = {"spec": "cpu-1", "pad": "x" * 70_000}
+    for who in ("admin", "a", "observer"):
+        got = send(hub, "POST", f"{hub.pool}/reservations", tokens[who], big)
+        if got != 413:
+            wrong.append(f"POST a 70 kB body as {who}: {got}, intended 413")
+    codes = [send(hub, "DELETE", f"{hub.pool}/reservations/r-none", tokens["b"]) for _ in range(30)]
+    if 429 not in codes:
+        wrong.append(f"30 writes at once by b: {codes}, intended 429 after the burst")
+    for who in ("a", "admin", "metrics"):  # others, and pool admins, are not limited
+        got = send(hub, "DELETE", f"{hub.pool}/reservations/r-none", tokens[who])
+        if got == 429:
+            wrong.append(f"a write by {who} during b's flood: 429")
     assert not wrong, "\n".join(wrong)

@@ -84,8 +84,8 @@ def test_sliced_spec_lands_on_a_node_with_every_limit(hub: Hub, engines: dict[st
     assert r.status_code in (201, 202), r.text + hub.log()
     wait_ready(hub, "alice", token)
     res = reservation_of(hub, "alice")
-    assert res["container"] == "gpupool-alice" and res["kind"] == "notebook"
-    c = node_client(engines, res["node"]).containers.get("gpupool-alice")
+    assert res["container"] == "gpupool-nb-alice" and res["kind"] == "notebook"
+    c = node_client(engines, res["node"]).containers.get("gpupool-nb-alice")
     cfg, hc = c.attrs["Config"], c.attrs["HostConfig"]
     env = dict(e.split("=", 1) for e in cfg["Env"])
     assert env["LD_PRELOAD"] == "/usr/local/vgpu/libvgpu.so"

@@ -27,10 +27,10 @@ SPEC_KEYS = (
     "groups, images, memory, price_per_hour, slice, slug"
 )
 IMAGE_KEYS = "description, gpu, name, reference, slicing"
-NODE_KEYS = "address, agent, cpu, disk, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
+NODE_KEYS = "address, agent, cpu, disk, disk_quota, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
 GPU_KEYS = "index, memory, model, uuid"
 DATASET_KEYS = "description, format, name, path, read_only"
-POOL_KEYS = "admins, alerts, culling, database_url, health, observers, quotas, scheduler"
+POOL_KEYS = "admins, alerts, culling, database_url, health, limits, observers, quotas, scheduler"
 
 ALLOWED_FILES = "specs.yaml, images.yaml, nodes.yaml, datasets.yaml, pool.yaml"
 

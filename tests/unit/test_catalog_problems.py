@@ -612,17 +612,24 @@ CASES: list[Any] = [
             ["tcp://10.0.0.5:2375", "tcp://gpu1.example.org:2376", "tcp://[2001:db8::1]:2375"]
         )
     ],
+    # loopback as well: a user container on host networking reached it (issue 17)
+    *[
+        pytest.param(
+            N,
+            setter(("nodes", 0, "engine"), engine),
+            [
+                f"nodes.yaml: {NODE_A}: engine {engine} is TCP on this host without tls; "
+                "add tls: {ca, cert, key}"
+            ],
+            id=f"tcp-loopback-without-tls-{i}",
+        )
+        for i, engine in enumerate(
+            ["tcp://127.0.0.1:2375", "tcp://localhost:2375", "tcp://[::1]:2375"]
+        )
+    ],
     *[
         pytest.param(N, setter(("nodes", 0, "engine"), engine), [], id=f"engine-ok-without-tls-{i}")
-        for i, engine in enumerate(
-            [
-                "tcp://127.0.0.1:2375",
-                "tcp://localhost:2375",
-                "tcp://[::1]:2375",
-                "ssh://admin@gpu1.example.org",
-                "unix:///run/docker.sock",
-            ]
-        )
+        for i, engine in enumerate(["ssh://admin@gpu1.example.org", "unix:///run/docker.sock"])
     ],
 ]
 

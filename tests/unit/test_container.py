@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpupool.catalog.models import Gpu, Image, Node, Spec
 from gpupool.container import (
@@ -16,6 +19,8 @@ from gpupool.container import (
     build_container,
     container_name,
     home_volume,
+    legacy_home_volume,
+    legacy_safe_name,
     safe_name,
 )
 from gpupool.pool.state import GpuShare
@@ -249,14 +254,49 @@ def test_reservation_must_match_the_spec() -> None:
 
 
 def test_names_are_docker_safe_and_collision_safe() -> None:
-    assert container_name("ada", "") == "gpupool-ada"
-    assert container_name("ada", "run1") == "gpupool-ada--run1"
+    assert container_name("ada", "") == "gpupool-nb-ada"
+    assert container_name("ada", "run1") == "gpupool-nb-ada---run1"
     a, b = safe_name("Ada.L"), safe_name("ada-l")
     assert a != b and b == "ada-l"
-    assert safe_name("ada@example.org").startswith("ada-example-org-")
+    assert safe_name("ada@example.org").startswith("ada-example-org--")
     assert home_volume("Ada Lovelace") != home_volume("ada-lovelace")
     for n in (container_name("Zoë/../x", "a b"), home_volume("../../etc")):
         assert all(c.isalnum() or c in "-." for c in n), n
+
+
+def test_a_user_cannot_take_the_name_of_anothers_home_or_server() -> None:
+    """The old rule kept a slug as it was and hashed anything else into a slug: the user
+    literally named like another's hashed part got the same home and container."""
+    victim = "ada.lovelace"
+    squatter = legacy_safe_name(victim)  # 'ada-lovelace-d239a0a8'
+    assert squatter == "ada-lovelace-d239a0a8"
+    assert legacy_home_volume(squatter) == legacy_home_volume(victim)  # the old hole
+    assert home_volume(squatter) != home_volume(victim)
+    assert container_name(squatter, "") != container_name(victim, "")
+    # the hashed form of every name is itself a name that is kept as it is nowhere
+    assert safe_name(safe_name(victim)) != safe_name(victim)
+    # (user, server) splits one way only, and notebooks never look like trainings
+    assert container_name("a", "b-c") != container_name("a---b", "c")
+    assert container_name("a-b", "") != container_name("a", "b")
+    assert container_name("train-t-000000000001-1", "") != "gpupool-train-t-000000000001-1"
+    long = "x" * 41
+    assert safe_name(long) != safe_name(long[:40]) and safe_name(long[:40]) == long[:40]
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(alphabet="aZ-.0_@ ", max_size=12), st.text(alphabet="a-.1 ", max_size=6)),
+        min_size=2,
+        max_size=40,
+        unique=True,
+    )
+)
+def test_container_and_volume_names_are_one_to_one(pairs: list[tuple[str, str]]) -> None:
+    names = [container_name(u, s) for u, s in pairs]
+    assert len(set(names)) == len(names)
+    users = {u for u, _ in pairs}
+    assert len({home_volume(u) for u in users}) == len(users)
+    assert all(re.fullmatch(r"[a-z0-9][a-z0-9.-]*", n) for n in names)
 
 
 def test_catalog_datasets_are_mounted_by_name_read_only_unless_the_catalog_says() -> None:
@@ -273,3 +313,11 @@ def test_catalog_datasets_are_mounted_by_name_read_only_unless_the_catalog_says(
     assert binds["/srv/data/scratch"] == {"bind": "/datasets/scratch", "mode": "rw"}
     assert plan.environment["GPUPOOL_DATASETS"] == "/datasets"
     assert "GPUPOOL_DATASETS" not in build().environment
+
+
+def test_the_specs_disk_is_a_storage_limit_only_where_the_node_enforces_it() -> None:
+    sized = dataclasses.replace(SLICE, disk_mib=10 * GIB)
+    assert "storage_opt" not in build(sized).host_config
+    quota_node = dataclasses.replace(NODE, disk_quota=True)
+    assert build(sized, node=quota_node).host_config["storage_opt"] == {"size": "10240M"}
+    assert "storage_opt" not in build(SLICE, node=quota_node).host_config  # no disk: no limit

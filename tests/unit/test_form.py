@@ -119,3 +119,20 @@ def test_cards_escape_catalog_text(catalog) -> None:  # type: ignore[no-untyped-
     spec = dataclasses.replace(catalog.specs[0], display_name="<script>alert(1)</script>")
     html = render_form(catalog, [spec], {spec.slug: 1})
     assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+
+
+def test_a_card_says_when_its_disk_is_not_enforced(catalog) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from gpupool.form import spec_facts
+
+    spec = dataclasses.replace(catalog.specs[0], disk_mib=20 * 1024)
+    assert not catalog.disk_enforced(spec)
+    assert "20 GiB disk (not enforced here)" in spec_facts(spec, catalog.disk_enforced(spec))
+    enforced = dataclasses.replace(
+        catalog, nodes=tuple(dataclasses.replace(n, disk_quota=True) for n in catalog.nodes)
+    )
+    assert enforced.disk_enforced(spec)
+    assert "20 GiB disk" in spec_facts(spec, True) and "not enforced" not in " ".join(
+        spec_facts(spec, True)
+    )

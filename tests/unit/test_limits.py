@@ -1,0 +1,85 @@
+"""Per-user bounds: quotas on what every spec holds (CPU-only ones too), the write rate
+limiter, and the one rule for who may use a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpupool.catalog import load_catalog
+from gpupool.catalog.models import Quota
+from gpupool.pool.ledger import Ledger
+from gpupool.pool.limits import BadPage, RateLimiter, decode_cursor, encode_cursor, page_limit
+from gpupool.pool.scheduler import Rejection
+
+
+def test_cpu_only_specs_count_against_cpu_memory_and_reservation_quotas(
+    catalog_dir: Path, tmp_path: Path
+) -> None:
+    catalog = load_catalog(catalog_dir)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", catalog)
+    cpu = catalog.spec("cpu-1")
+    assert cpu is not None and cpu.gpus == 0
+    q = Quota(cpu_millicores=cpu.cpu_millicores)
+    first = ledger.reserve(cpu, "ann", quota=q, quota_source="user ann")
+    assert not isinstance(first, Rejection)
+    again = ledger.reserve(cpu, "ann", quota=q, quota_source="user ann")
+    assert isinstance(again, Rejection) and again.reason == "quota"
+    assert (
+        "over the quota of user ann: at most" in again.message and "CPU at a time" in again.message
+    )
+    assert not isinstance(ledger.reserve(cpu, "bob", quota=q), Rejection)  # only ann is held
+    mem = Quota(memory_mib=cpu.memory_mib)
+    assert isinstance(ledger.reserve(cpu, "ann", quota=mem), Rejection)
+    count = Quota(reservations=1)
+    r = ledger.reserve(cpu, "ann", quota=count)
+    assert isinstance(r, Rejection) and "at most 1 servers and trainings at a time" in r.message
+    ledger.release(first.id)
+    assert not isinstance(ledger.reserve(cpu, "ann", quota=count), Rejection)
+    assert len(ledger.list("ann")) == 1
+
+
+def test_most_generous_of_two_group_quotas_covers_the_new_limits() -> None:
+    a = Quota(cpu_millicores=1000, memory_mib=None, reservations=2)
+    b = Quota(cpu_millicores=4000, memory_mib=2048, reservations=1)
+    m = a.most_generous(b)
+    assert m.cpu_millicores == 4000 and m.memory_mib is None and m.reservations == 2
+    assert (
+        Quota().unlimited and not Quota(reservations=0).unlimited and Quota(cpu_millicores=1).holds
+    )
+
+
+def test_the_write_limiter_allows_a_burst_then_the_rate_per_user() -> None:
+    now = [0.0]
+    lim = RateLimiter(rate=1.0, burst=3, clock=lambda: now[0])
+    assert [lim.take("u") for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = lim.take("u")
+    assert 0.9 < wait <= 1.0 and RateLimiter.retry_after(wait) == "1"
+    assert lim.take("v") == 0.0  # another user is not held up
+    now[0] += 1.0
+    assert lim.take("u") == 0.0 and lim.take("u") > 0
+
+
+def test_observers_see_every_spec_but_use_only_their_own(catalog_dir: Path) -> None:
+    catalog = load_catalog(catalog_dir)
+    restricted = [s.slug for s in catalog.specs if s.groups]
+    assert restricted, "the test catalog has a group-restricted spec"
+    usable = {s.slug for s in catalog.usable_specs("otto", ["gpupool-observers"])}
+    assert not usable & set(restricted)
+    admin = {s.slug for s in catalog.usable_specs("x", [], hub_admin=True)}
+    assert set(restricted) <= admin
+    group = catalog.specs[[s.slug for s in catalog.specs].index(restricted[0])].groups[0]
+    assert restricted[0] in {s.slug for s in catalog.usable_specs("m", [group])}
+
+
+def test_pages_take_a_bounded_limit_and_only_their_own_cursors() -> None:
+    assert page_limit(None) == 200 and page_limit("5") == 5
+    for bad in ("0", "-1", "1001", "ten", "1e3"):
+        with pytest.raises(BadPage, match="from 1 to 1000"):
+            page_limit(bad)
+    key = ["2026-12-02T06:00:00", "r-1"]
+    assert decode_cursor(encode_cursor(key), 2) == key
+    for bad in ("", "!!!", encode_cursor(["a"]), encode_cursor([1, 2]), "e30"):
+        with pytest.raises(BadPage, match="not one this API gave"):
+            decode_cursor(bad, 2)
