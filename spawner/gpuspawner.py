@@ -263,7 +263,16 @@ class GpuPoolSpawner(DockerSpawner):
             await asyncio.sleep(0.25)
 
     # -- lifecycle -----------------------------------------------------------------
+    _in_start = False
+
     async def start(self) -> tuple[str, int]:  # type: ignore[override]
+        self._in_start = True
+        try:
+            return await self._start()
+        finally:
+            self._in_start = False
+
+    async def _start(self) -> tuple[str, int]:
         self._events: list[dict[str, Any]] = []
         t0 = time.monotonic()
         spec, image = self._validated(self.user_options or {})
@@ -372,8 +381,8 @@ class GpuPoolSpawner(DockerSpawner):
         self.clear_state()
 
     async def poll(self) -> int | str | None:  # type: ignore[override]
-        if self._spawn_pending:
-            # a start still under way (the hub polls a spawn slower than slow_spawn_timeout):
+        if self._in_start:
+            # start() still under way (the hub polls a spawn slower than slow_spawn_timeout):
             # its container may not exist yet, which is not the server dying
             return None
         if not self.node_name or not self.object_name:

@@ -84,8 +84,19 @@ class PoolApi:
     def specs(self) -> list[dict[str, Any]]:
         return self.request("GET", "specs")["specs"]
 
+    def _all(self, path: str, key: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item of a paginated list, page after page (its ``next`` cursor)."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = self.request("GET", path, query={**query, "cursor": cursor})
+            items += page[key]
+            cursor = page.get("next")
+            if not cursor:
+                return items
+
     def reservations(self) -> list[dict[str, Any]]:
-        return self.request("GET", "reservations")["reservations"]
+        return self._all("reservations", "reservations", {})
 
     def reservation(self, rid: str) -> dict[str, Any]:
         return self.request("GET", f"reservations/{urllib.parse.quote(rid, safe='')}")
@@ -108,7 +119,7 @@ class PoolApi:
         return self.request("POST", "trainings", request)
 
     def trainings(self, state: str | None = None) -> list[dict[str, Any]]:
-        return self.request("GET", "trainings", query={"state": state})["trainings"]
+        return self._all("trainings", "trainings", {"state": state})
 
     def training(self, tid: str) -> dict[str, Any]:
         return self.request("GET", f"trainings/{urllib.parse.quote(tid, safe='')}")

@@ -249,6 +249,7 @@ class TrainingSettings:
     max_checkpoint_mib: int = 4096  # larger checkpoints stay in the home folder only
     max_log_mib: int = 16
     max_priority_user: int = 0  # users may ask for at most this priority; admins up to 10
+    per_user_queued: int = 100  # trainings of one user waiting at once; more are refused (429)
 
 
 @dataclass(frozen=True)

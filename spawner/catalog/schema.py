@@ -568,6 +568,13 @@ POOL: dict[str, Any] = {
                     "description": "highest priority a user may ask for; admins up to 10 "
                     "(default 0)",
                 },
+                "per_user_queued": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100000,
+                    "description": "trainings of one user waiting in the queue at once; a "
+                    "submit over it is refused with 429 (default 100)",
+                },
             },
         },
         "admins": {

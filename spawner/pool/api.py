@@ -7,7 +7,6 @@ Asking for another user's reservation answers 404, exactly as for one that does 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +24,8 @@ from .limits import (
     WRITES,
     BadPage,
     RateLimiter,
-    decode_cursor,
-    encode_cursor,
-    page_limit,
+    time_cursor,
+    time_page,
 )
 from .openapi import openapi_document
 from .release import Refused, how_to_stop, stop_and_release, user_may_release
@@ -329,20 +327,17 @@ class ReservationsHandler(BaseHandler):
                 raise ApiError(404, f"no user {owner!r}")  # other users are not visible
             owner = self.caller.name
         try:
-            limit = page_limit(self.get_argument("limit", None))
-            cursor = self.get_argument("cursor", None)
-            after = None
-            if cursor:
-                at, last = decode_cursor(cursor, 2)
-                after = (dt.datetime.fromisoformat(at), last)
-        except (BadPage, ValueError) as e:
+            limit, after = time_page(
+                self.get_argument("limit", None), self.get_argument("cursor", None)
+            )
+        except BadPage as e:
             raise ApiError(400, str(e)) from None
         found = await self.ctx.run(
             lambda: self.ctx.ledger.list(owner, not include_released, after=after, limit=limit + 1)
         )
         more = len(found) > limit
         found = found[:limit]
-        nxt = encode_cursor([found[-1].created_at.isoformat(), found[-1].id]) if more else None
+        nxt = time_cursor(found[-1].created_at, found[-1].id) if more else None
         self.send({"reservations": [r.to_json() for r in found], "next": nxt})
 
     async def post(self) -> None:

@@ -6,6 +6,7 @@ admins are not limited."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import math
 import time
@@ -80,3 +81,23 @@ def decode_cursor(raw: str, size: int) -> list[Any]:
     if not isinstance(key, list) or len(key) != size or not all(isinstance(k, str) for k in key):
         raise BadPage("cursor is not one this API gave: pass the 'next' of the previous page")
     return key
+
+
+def time_page(limit: str | None, cursor: str | None) -> tuple[int, tuple[dt.datetime, str] | None]:
+    """A list's page arguments, for a list sorted by (time, id): the page size and the
+    (time, id) of the last item seen (None: from the start). BadPage says what is wrong."""
+    n = page_limit(limit)
+    if not cursor:
+        return n, None
+    at, last = decode_cursor(cursor, 2)
+    try:
+        return n, (dt.datetime.fromisoformat(at), last)
+    except ValueError:
+        raise BadPage(
+            "cursor is not one this API gave: pass the 'next' of the previous page"
+        ) from None
+
+
+def time_cursor(at: dt.datetime, last: str) -> str:
+    """The ``next`` of a page sorted by (time, id) whose last item is (at, last)."""
+    return encode_cursor([at.isoformat(), last])

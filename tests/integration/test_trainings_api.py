@@ -1,22 +1,44 @@
 """The trainings API through a real JupyterHub and configurable-http-proxy, on the test
 catalog whose nodes have no engines (nothing is dispatched here; tests/integration/
 test_trainings.py runs trainings on real engines): bad input answers 400 naming the field
-and what is allowed, a spec the quota never allows 403, another user's training 404, and
-cancel while queued."""
+and what is allowed, a spec the quota never allows 403, another user's training 404,
+cancel while queued, and the bounds on what one user sends (a full queue, pages, sizes)."""
 
 from __future__ import annotations
 
 import copy
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from gpupool.lab.graph.templates import mlp
+from tests.conftest import CATALOG
 from tests.support.hub import Hub
 
 pytestmark = pytest.mark.hub
 GRAPH = mlp(inputs=64, hidden=16, classes=10).to_json()
+QUEUED = 3  # trainings of one user that may wait at once, in this module's catalog
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """The test catalog (nodes without engines: nothing is dispatched) with a small queue
+    per user."""
+    d = Path(tmp_path_factory.mktemp("catalog")) / "catalog"
+    shutil.copytree(CATALOG, d)
+    pool = yaml.safe_load((d / "pool.yaml").read_text())
+    pool["trainings"] = {"per_user_queued": QUEUED}
+    (d / "pool.yaml").write_text(yaml.safe_dump(pool))
+    h = Hub(d, watch_nodes=False).start()
+    try:
+        yield h
+    finally:
+        h.cleanup()
 
 
 def call(hub: Hub, token: str, method: str, path: str, body: Any = None) -> requests.Response:
@@ -175,3 +197,45 @@ def test_the_cli_submits_lists_shows_and_cancels(hub: Hub, tmp_path) -> None:  #
     none = gp("submit", "--spec", "cpu-1")
     assert none.returncode == 1 and "give --graph FILE, or a command after --" in none.stderr
     assert gp("show", "t-000000000000").returncode == 1
+
+
+def test_one_user_cannot_flood_the_queue_or_send_too_much(hub: Hub) -> None:
+    """A hostile user's bounds: at most QUEUED trainings waiting (429 with Retry-After and
+    how to get out of it; others are not affected), pages of the list, the graph's free-form
+    meta and the request's size."""
+    flood, other = hub.user_token("flood"), hub.user_token("calm")
+    ids = []
+    for i in range(QUEUED):
+        r = call(hub, flood, "POST", "/trainings", good(name=f"t{i}"))
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    r = call(hub, flood, "POST", "/trainings", good(name="one too many"))
+    assert r.status_code == 429 and r.json()["reason"] == "queue-full", r.text
+    assert int(r.headers["Retry-After"]) > 0
+    assert f"at most {QUEUED} may wait at once: cancel some" in r.json()["message"]
+    assert call(hub, other, "POST", "/trainings", good()).status_code == 201  # only flood's
+    assert call(hub, flood, "POST", f"/trainings/{ids[0]}/cancel").status_code == 202
+    r = call(hub, flood, "POST", "/trainings", good(name="after a cancel"))
+    assert r.status_code == 201, r.text
+    ids.append(r.json()["id"])
+
+    # pages: every one of flood's trainings once, in the order submitted
+    seen, cursor, pages = [], None, 0
+    while True:
+        q = "/trainings?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = call(hub, flood, "GET", q).json()
+        seen += [t["id"] for t in page["trainings"]]
+        pages += 1
+        cursor = page["next"]
+        if not cursor:
+            break
+    assert seen == ids and pages == 2
+    assert call(hub, flood, "GET", "/trainings?limit=0").status_code == 400
+    assert call(hub, flood, "GET", "/trainings?cursor=nonsense").status_code == 400
+
+    big_meta = {**GRAPH, "meta": {"notes": "x" * 70_000}}
+    r = call(hub, other, "POST", "/trainings", good(graph=big_meta))
+    assert r.status_code == 400 and "graph.meta: " in r.json()["message"], r.text
+    huge = good(name="huge", hyperparameters={"epochs": 1}, graph={**GRAPH, "pad": "x" * 2**21})
+    r = call(hub, other, "POST", "/trainings", huge)
+    assert r.status_code == 413 and "at most 1048576 bytes" in r.json()["message"], r.text

@@ -167,3 +167,27 @@ def test_a_spec_the_quota_can_never_allow_is_refused_at_once(catalog) -> None:  
         check_quota(catalog, "ann", frozenset({"gpu-limited"}), spec)
     assert "over the quota of group gpu-limited: at most 1 GPU(s) at a time" in str(e.value)
     check_quota(catalog, "ann", frozenset(), spec)  # no quota: fine
+
+
+def test_a_graphs_meta_is_capped(catalog) -> None:  # type: ignore[no-untyped-def]
+    """The editor's free-form meta is stored with the training: 64 KiB of it at most."""
+    ok = check_request(
+        req(graph={**GRAPH, "meta": {"notes": "x" * 60_000}}), catalog, groups=NONE, is_admin=False
+    )
+    assert ok.body["graph"]["meta"]["notes"] == "x" * 60_000
+    why = refused(catalog, req(graph={**GRAPH, "meta": {"notes": "x" * 70_000}}))
+    assert why.startswith("graph.meta: the editor's view and notes take at most 65536 bytes")
+
+
+def test_pool_admins_by_name_use_group_restricted_specs(catalog_dir: Path) -> None:
+    """The one rule (Catalog.usable_specs): the form, the API and trainings agree."""
+    (catalog_dir / "images.yaml").write_text(yaml.safe_dump(IMAGES))
+    pool = yaml.safe_load((catalog_dir / "pool.yaml").read_text()) or {}
+    pool["admins"] = {"users": ["root-of-pool"]}
+    (catalog_dir / "pool.yaml").write_text(yaml.safe_dump(pool))
+    cat = load_catalog(catalog_dir)
+    restricted = next(s for s in cat.specs if s.groups)
+    data = req(spec=restricted.slug, graph=None, dataset=None, command=["true"])
+    assert f"{restricted.slug!r} is not a spec you may use" in refused(cat, data)
+    sub = check_request(data, cat, groups=NONE, is_admin=False, user="root-of-pool")
+    assert sub.spec.slug == restricted.slug

@@ -9,14 +9,20 @@ A training request (what a user sends: widget, launcher, CLI, REST)::
      "priority": 0, "max_run_time": 3600}
 
 The job document (what the pool hands the runner, ``job.json`` in the training's folder)
-adds the id, the dataset's path in the container and the number of processes. Pure
-Python: no torch, no I/O.
+adds the id, the dataset's path in the container and the number of processes.
+
+What a training prints for the pool: ``GPUPOOL-METRIC {...}`` lines, one record each (a
+``kind`` of RECORDS, an optional ``time`` in Unix seconds and the fields listed for its
+kind), and at most one ``GPUPOOL-ERROR {"message": ...}``. The pool keeps a record as
+check_record returns it and drops (and counts) one that breaks this. Pure Python: no
+torch, no I/O.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +38,7 @@ MAX_ARG_CHARS = 4096
 METRIC_MARK = "GPUPOOL-METRIC "  # a line of the runner's output that carries a metric
 ERROR_MARK = "GPUPOOL-ERROR "  # the runner's last word when it fails
 OUTPUT_ROOT = "/home/jovyan/trainings"  # ~/trainings/<id>/ in the container
+CHECKPOINT_RE = re.compile(r"checkpoints/epoch-\d{4,6}\.pt")  # in the training's folder
 
 
 class TrainingError(ValueError):
@@ -191,3 +198,153 @@ def check_job(doc: Any) -> dict[str, Any]:
     if not isinstance(n, int) or not 1 <= n <= 64:
         raise TrainingError(f"job: processes must be 1 to 64, got {n!r}")
     return out
+
+
+# -- what a training prints ---------------------------------------------------------------
+# A command training's output is its user's own: each field is checked, numbers within
+# what the pool's database and a JSON reader take, strings cut (a training printing one
+# such line must not stall the pool's pass for every user).
+MAX_RECORD_CHARS = 64 * 1024  # a longer line is not parsed
+MAX_COUNT = 10**9  # epochs, steps, processes: a database INTEGER holds them
+MAX_EXACT = 2**53  # parameters, bytes: exact as a JSON (JavaScript) number
+MAX_TIME = 1e11  # Unix seconds (the year 5138)
+MAX_MESSAGE = 2000
+
+
+class RecordError(ValueError):
+    """A printed record that breaks the contract; the message names the field."""
+
+
+Field = Callable[[Any], Any]  # the value as kept, or RecordError(what it must be)
+
+
+def clean_text(value: str, limit: int) -> str:
+    """At most ``limit`` characters, without NUL or unpaired surrogates (neither a
+    PostgreSQL text nor a UTF-8 file takes them)."""
+    cut = value[:limit]
+    return cut.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def _integer(low: int, high: int) -> Field:
+    def check(v: Any) -> int:
+        if isinstance(v, float) and v.is_integer():  # 3.0 from a script is 3
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise RecordError(f"an integer from {low} to {high}")
+        return v
+
+    return check
+
+
+def _measure(v: Any) -> float | int | None:
+    """A measured value: NaN or infinity (a diverged loss says so) is kept as null."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise RecordError("a number or null")
+    if isinstance(v, int):
+        return v if abs(v) <= MAX_EXACT else float(v) if abs(v) < 1e300 else None
+    return v if math.isfinite(v) else None
+
+
+def _text(limit: int) -> Field:
+    def check(v: Any) -> str:
+        if not isinstance(v, str):
+            raise RecordError("a string")
+        return clean_text(v, limit)
+
+    return check
+
+
+def _texts(items: int, limit: int) -> Field:
+    def check(v: Any) -> list[str]:
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v[:items]):
+            raise RecordError("a list of strings")
+        return [clean_text(x, limit) for x in v[:items]]
+
+    return check
+
+
+def _checkpoint_file(v: Any) -> str:
+    if not isinstance(v, str) or not CHECKPOINT_RE.fullmatch(v):
+        raise RecordError("checkpoints/epoch-NNNN.pt")
+    return v
+
+
+_COUNT, _EXACT, _NAME = _integer(0, MAX_COUNT), _integer(0, MAX_EXACT), _text(256)
+_RESULTS = {
+    k: _measure for k in ("train_loss", "test_loss", "test_accuracy", "seconds", "samples_per_s")
+}
+RECORDS: dict[str, dict[str, Field]] = {
+    "start": {
+        "epochs": _COUNT,
+        "start_epoch": _COUNT,
+        "steps_per_epoch": _COUNT,
+        "processes": _COUNT,
+        "device": _NAME,
+        "parameters": _EXACT,
+        "dataset": _text(1024),
+        "command": _texts(MAX_COMMAND_ARGS, 256),
+    },
+    "resume": {"epoch": _COUNT, "checkpoint": _NAME},
+    "step": {"epoch": _COUNT, "step": _COUNT, "loss": _measure, "samples_per_s": _measure},
+    "epoch": {"epoch": _COUNT, **_RESULTS},
+    "checkpoint": {"epoch": _COUNT, "file": _checkpoint_file, "bytes": _EXACT},
+    "done": {
+        **_RESULTS,
+        "epochs": _COUNT,
+        "files": _texts(16, 256),
+        "snippet": _text(16 * 1024),
+        "exit_code": _integer(-255, 255),
+    },
+}
+REQUIRED = {
+    "resume": ("epoch",),
+    "step": ("step",),
+    "epoch": ("epoch",),
+    "checkpoint": ("epoch", "file"),
+}
+
+
+def _shown(v: Any) -> str:
+    """A short view of a value a training printed, for its warning."""
+    if isinstance(v, str):
+        return repr(v[:40])
+    if isinstance(v, int) and abs(v) > 10**40:
+        return "a huge integer"  # repr() refuses one of over 4300 digits
+    return repr(v) if isinstance(v, int | float) else type(v).__name__
+
+
+def check_record(rec: Any) -> dict[str, Any]:
+    """A GPUPOOL-METRIC record as the pool keeps it: its kind, time and known fields,
+    checked and coerced; other fields are left out. RecordError names what is wrong."""
+    if not isinstance(rec, dict):
+        raise RecordError(f"a record is a JSON object, not {_shown(rec)}")
+    kind = rec.get("kind")
+    if not isinstance(kind, str) or kind not in RECORDS:
+        raise RecordError(f"kind {_shown(kind)}; allowed: {', '.join(RECORDS)}")
+    out: dict[str, Any] = {"kind": kind}
+    t = rec.get("time")
+    if t is not None:
+        ok = isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= MAX_TIME
+        if not ok:  # NaN fails the comparison too
+            raise RecordError(f"{kind}.time: Unix seconds from 0 to 1e11, not {_shown(t)}")
+        out["time"] = float(t)
+    for name in REQUIRED.get(kind, ()):
+        if rec.get(name) is None:
+            raise RecordError(f"{kind}.{name} is missing")
+    for name, check in RECORDS[kind].items():
+        if name not in rec:
+            continue
+        v = rec[name]
+        try:
+            out[name] = None if v is None else check(v)
+        except RecordError as e:
+            raise RecordError(f"{kind}.{name}: {e}, not {_shown(v)}") from None
+    return out
+
+
+def check_error(rec: Any) -> dict[str, Any]:
+    """A GPUPOOL-ERROR line's object: its message, cut."""
+    message = rec.get("message") if isinstance(rec, dict) else None
+    if not isinstance(message, str):
+        raise RecordError('an error line is {"message": "..."}')
+    return {"kind": "error", "message": clean_text(message, MAX_MESSAGE)}

@@ -15,12 +15,15 @@ from typing import Any
 
 from ...lab.train.job import TrainingError
 from ..api import ID_RE, ApiError, BaseHandler
+from ..limits import BadPage, time_cursor, time_page
+from ..release import cancel_training
 from ..tables import utcnow
 from .request import QuotaRefusal, check_quota, check_request
 from .store import ACTIVE, ENDED, STATES, Training
 
 TID_RE = ID_RE  # any id-like string: an unknown one answers 404 like a foreign one
 MAX_TAIL = 10_000
+MAX_REQUEST_BYTES = 1024 * 1024  # a training request: a graph of thousands of layers fits
 STATE_FILTERS = {"queued": ("queued",), "active": ACTIVE, "ended": ENDED}
 
 
@@ -47,6 +50,8 @@ class TrainingBase(BaseHandler):
 
 
 class TrainingsHandler(TrainingBase):
+    max_body = MAX_REQUEST_BYTES
+
     async def get(self) -> None:
         owner = self.get_argument("owner", None)
         state = self.get_argument("state", "all")
@@ -58,8 +63,19 @@ class TrainingsHandler(TrainingBase):
             if owner not in (None, self.caller.name):
                 raise ApiError(404, f"no user {owner!r}")
             owner = self.caller.name
-        found = await self.ctx.run(self.store.list, owner, states)
-        self.send({"trainings": [self.view(t) for t in found]})
+        try:
+            limit, after = time_page(
+                self.get_argument("limit", None), self.get_argument("cursor", None)
+            )
+        except BadPage as e:
+            raise ApiError(400, str(e)) from None
+        found = await self.ctx.run(
+            lambda: self.store.list(owner, states, after=after, limit=limit + 1)
+        )
+        more = len(found) > limit
+        found = found[:limit]
+        nxt = time_cursor(found[-1].submitted_at, found[-1].id) if more else None
+        self.send({"trainings": [self.view(t) for t in found], "next": nxt})
 
     async def post(self) -> None:
         if not self.caller.can_use:
@@ -67,7 +83,11 @@ class TrainingsHandler(TrainingBase):
         data = self._json()
         try:
             sub = check_request(
-                data, self.ctx.catalog, groups=self.caller.groups, is_admin=self.caller.is_admin
+                data,
+                self.ctx.catalog,
+                groups=self.caller.groups,
+                is_admin=self.caller.is_admin,
+                user=self.caller.name,
             )
             check_quota(self.ctx.catalog, self.caller.name, self.caller.groups, sub.spec)
         except QuotaRefusal as e:
@@ -75,6 +95,15 @@ class TrainingsHandler(TrainingBase):
         except TrainingError as e:
             raise ApiError(400, str(e)) from None
         settings = self.ctx.catalog.pool.trainings
+        waiting = await self.ctx.run(self.store.count, self.caller.name, ("queued",))
+        if waiting >= settings.per_user_queued:
+            raise ApiError(
+                429,
+                f"you have {waiting} trainings waiting; at most {settings.per_user_queued} may "
+                "wait at once: cancel some or wait for them to start",
+                reason="queue-full",
+                headers={"Retry-After": "60"},
+            )
         tid = "t-" + secrets.token_hex(6)
         t = await self.ctx.run(
             self.store.add,
@@ -193,14 +222,7 @@ class TrainingCancelHandler(TrainingBase):
                 [{"kind": "cancelled", "message": f"cancelled by {by} while queued"}],
             )
         else:
-            await self.ctx.run(
-                self.store.update,
-                tid,
-                only_from=ACTIVE,
-                cancel_requested=True,
-                cancelled_by=by,
-                message=f"stopping: cancelled by {by}",
-            )
+            await cancel_training(self.ctx, tid, by)  # as an admin's release of it does
         self.dispatcher.wake()
         t = await self.ctx.run(self.store.get, tid)
         self.send(self.view(t), status=202)
@@ -230,6 +252,8 @@ _WHY = {
     "403": "The token lacks the scope, or the quota can never allow the spec (reason quota)",
     "404": "No such training, or another user's",
     "409": "The training has already ended",
+    "413": "The request is over 1 MiB",
+    "429": "Too many changes a minute, or too many of your trainings waiting; see Retry-After",
 }
 _TRAINING = {"$ref": "#/components/schemas/Training"}
 _JSON = "application/json"
@@ -239,6 +263,10 @@ def _json_ok(code: str, schema: dict[str, Any], what: str) -> dict[str, Any]:
     return {code: {"description": what, "content": {_JSON: {"schema": schema}}}}
 
 
+_PAGE = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
 _PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -293,6 +321,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             parameters=[
                 {"name": "owner", "in": "query", "schema": {"type": "string"}},
                 {"name": "state", "in": "query", "schema": {"type": "string"}},
+                *_PAGE,
             ],
         ),
         "post": _op(
@@ -300,6 +329,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             _json_ok("201", _TRAINING, "queued"),
             "400",
             "403",
+            "413",
+            "429",
             requestBody={
                 "required": True,
                 "content": {_JSON: {"schema": {"$ref": "#/components/schemas/TrainingRequest"}}},

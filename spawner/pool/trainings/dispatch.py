@@ -2,10 +2,11 @@
 
 Every ``poll_interval`` (and at once when woken by a submit or a cancel) it
 
-1. watches each starting or running training: reads the new lines of its container's
-   log from the engine (metrics, the runner's error, plain text for the log), copies a
-   new checkpoint out of the container into the pool's own store, stops it when it was
-   cancelled or ran past its maximum run time, and settles it when its container ended:
+1. watches each starting or running training: stops it when it was cancelled or ran
+   past its maximum run time, reads the new lines of its container's log from the engine
+   (at most output.MAX_READ_BYTES a pass; metrics checked, the runner's error, plain
+   text for the log), copies a new checkpoint out of the container into the pool's own
+   store, and settles it when its container ended:
    succeeded (the runner's ``done``), failed (the runner's error), or lost (no result:
    the container died or vanished, or its node has been down ``requeue_after`` seconds)
    and then requeued, to resume from its last checkpoint, up to ``max_attempts``;
@@ -16,7 +17,9 @@ Every ``poll_interval`` (and at once when woken by a submit or a cancel) it
    container is removed and their reservation freed (until then the reservation stays,
    as for any reservation on a down node: its GPU may still be in use).
 
-Everything it knows is in the database, so a restarted pool service carries on.
+Everything it knows is in the database, so a restarted pool service carries on. What a
+training prints is its user's: a failure in watching one training is logged and stays
+with it, and the pass goes on with the others and the queue.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import collections
 import datetime as dt
 import json
 import logging
-import shutil
 import tarfile
 import tempfile
 import time
@@ -36,15 +38,16 @@ from typing import Any
 
 from docker.errors import APIError, NotFound
 
-from ...container import build_container, home_volume, open_dir_tar
-from ...engines import Engines, EngineUnreachable
-from ...lab.train.job import OUTPUT_ROOT, job_document
+from ...container import build_container, open_dir_tar
+from ...engines import UNREACHABLE, Engines, EngineUnreachable
+from ...lab.train.job import CHECKPOINT_RE, OUTPUT_ROOT, job_document
+from ...owners import NotYours, home_for, remove_own_container
 from .. import accounting
 from ..ledger import Ledger, Reservation
 from ..scheduler import Rejection
 from ..state import describe_shares
 from ..tables import utcnow
-from . import launch
+from . import launch, output
 from .queue import Policy, Use, Waiting, explain, order, walk
 from .store import ACTIVE, Training, TrainingStore
 
@@ -86,6 +89,7 @@ class Dispatcher:
         self._sem = asyncio.Semaphore(8)
         self._use: tuple[float, dict[str, Use]] = (0.0, {})
         self._checkpoints_checked: set[str] = set()  # trainings read since this start
+        self._unreadable: set[str] = set()  # trainings whose read failed (logged once)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -117,13 +121,23 @@ class Dispatcher:
 
     async def tick(self) -> None:
         active = await self.run(self.store.list, None, ACTIVE)
-        await asyncio.gather(*(self._bounded(self.watch(t)) for t in active))
-        await self.schedule()
-        await self.cleanup()
+        await asyncio.gather(
+            *(self._bounded(self._contained(f"training {t.id}", self.watch(t))) for t in active)
+        )
+        await self._contained("the queue", self.schedule())
+        await self._contained("the cleanup", self.cleanup())
 
     async def _bounded(self, coro: Awaitable[Any]) -> Any:
         async with self._sem:
             return await coro
+
+    async def _contained(self, what: str, coro: Awaitable[Any]) -> None:
+        """``coro``'s failure logged and kept to it: one training's (or the queue's) error
+        must not keep the rest of the pass from running."""
+        try:
+            await coro
+        except Exception:
+            self.log.exception("trainings: %s: dispatch failed", what)
 
     def folder(self, tid: str) -> Path:
         return self.artifacts / tid
@@ -238,7 +252,9 @@ class Dispatcher:
                 await self.run(self.ledger.release, res.id, "training cancelled before it started")
                 continue
             fresh = await self.run(self.store.get, tid)
-            launches.append(self._bounded(self.launch(fresh, res)))
+            launches.append(
+                self._bounded(self._contained(f"training {tid}", self.launch(fresh, res)))
+            )
         await asyncio.gather(*launches)
 
     # -- starting ----------------------------------------------------------------------
@@ -278,6 +294,7 @@ class Dispatcher:
                 processes=t.processes,
                 attempt=t.attempt,
             )
+            home = await home_for(self.engines, node, t.owner)
             plan = build_container(
                 user=t.owner,
                 server=t.id,
@@ -295,12 +312,14 @@ class Dispatcher:
                 name=launch.container_name(t.id, t.attempt),
                 extra_labels={"io.gpupool.training": t.id, "io.gpupool.attempt": str(t.attempt)},
                 read_only_datasets=True,
+                home=home,
             )
             await self._create(node, plan, t, job, ckpt)
         except Exception as e:
             why = f"could not start on {res.node}: {e}"
             self.log.warning("training %s: %s", t.id, why)
-            await self._remove(node, t.container) if node is not None else None
+            if node is not None:  # what this try may have made
+                await self._remove(node, launch.container_name(t.id, t.attempt), t.owner)
             await self.run(self.ledger.release, res.id, f"training {t.id}: {why}"[:255])
             await self._requeue_or_fail(t, why)
             return
@@ -341,20 +360,9 @@ class Dispatcher:
         self, node: Any, plan: Any, t: Training, job: dict[str, Any], ckpt: Path | None
     ) -> None:
         call = self.engines.call
-        try:
-            await call(node, "remove_container", plan.name, force=True)
-        except NotFound:
-            pass
-        try:
-            await call(
-                node,
-                "create_volume",
-                name=home_volume(t.owner),
-                labels={"io.gpupool.owner": t.owner},
-            )
-        except APIError as e:
-            if e.status_code != 409:
-                raise
+        # a container of this name left by an earlier try is removed only if it is this
+        # training's owner's; the home mounted only if its label says it is theirs
+        await remove_own_container(self.engines, node, plan.name, t.owner, kind="training")
         client = self.engines._client(node)
         host_config = await self.engines.run(lambda: client.create_host_config(**plan.host_config))
         obj = await call(node, "create_container", host_config=host_config, **plan.create_kwargs())
@@ -376,14 +384,15 @@ class Dispatcher:
         await self.engines.run(put_job)
         await call(node, "start", cid)
 
-    async def _remove(self, node: Any, name: str | None) -> None:
+    async def _remove(self, node: Any, name: str | None, owner: str) -> None:
+        """The training's container, if it is one of ``owner``'s trainings (owners.py)."""
         if not name:
             return
         try:
-            await self.engines.call(node, "remove_container", name, force=True)
+            await remove_own_container(self.engines, node, name, owner, kind="training")
         except (NotFound, EngineUnreachable):
             pass
-        except APIError as e:
+        except (APIError, NotYours) as e:
             self.log.warning("could not remove %s on %s: %s", name, node.name, e)
 
     # -- watching ----------------------------------------------------------------------
@@ -415,8 +424,12 @@ class Dispatcher:
             else:
                 self.log.info("training %s: engine of %s: %s", t.id, node.name, e)
             return
-        await self._read(t, node)
         st = info.get("State") or {}
+        if st.get("Running"):
+            # first: a cancel or the run-time limit must not wait on reading its output
+            await self._stop_if_due(node, t)
+        ended = not st.get("Running") and st.get("Status") != "created"
+        await self._read_contained(t, node, ended=ended)
         if interrupted and st.get("Running"):
             await self.run(
                 self.store.update,
@@ -429,15 +442,6 @@ class Dispatcher:
             await self._lost(t, "its start was interrupted", supersede=False)
             return
         if st.get("Running"):
-            if t.cancel_requested:
-                await self._stop(node, t)
-                return
-            ran = t.run_seconds + (self.clock() - _ts(t.started_at) if t.started_at else 0)
-            if ran > t.max_run_seconds:
-                await self.run(
-                    self.store.update, t.id, cancel_requested=True, cancelled_by="max_run_time"
-                )
-                await self._stop(node, t)
             return
         if st.get("Status") == "created" and not t.cancel_requested:
             return
@@ -471,6 +475,16 @@ class Dispatcher:
             return f"stopped: it ran past its maximum run time of {_duration(t.max_run_seconds)}"
         return f"cancelled by {t.cancelled_by or t.owner}"
 
+    async def _stop_if_due(self, node: Any, t: Training) -> None:
+        if not t.cancel_requested:
+            ran = t.run_seconds + (self.clock() - _ts(t.started_at) if t.started_at else 0)
+            if ran <= t.max_run_seconds:
+                return
+            await self.run(
+                self.store.update, t.id, cancel_requested=True, cancelled_by="max_run_time"
+            )
+        await self._stop(node, t)
+
     async def _stop(self, node: Any, t: Training) -> None:
         try:
             await self.engines.call(node, "stop", t.container, timeout=10)
@@ -478,15 +492,44 @@ class Dispatcher:
             pass
         self.wake()
 
-    async def _read(self, t: Training, node: Any) -> None:
-        """New log lines: metrics stored, checkpoints copied out, text appended."""
-        since = t.log_cursor // 1_000_000_000
-        kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": True}
-        if since > 0:
-            kwargs["since"] = int(since)
+    async def _read_contained(self, t: Training, node: Any, *, ended: bool = False) -> None:
+        """_read, whose failure stays with this training (logged once until a read works):
+        stopping it and settling it do not depend on its output."""
         try:
-            raw = await self.engines.call(node, "logs", t.container, **kwargs)
-        except (NotFound, EngineUnreachable, APIError):
+            await self._read(t, node, ended=ended)
+        except Exception:
+            if t.id not in self._unreadable:
+                self._unreadable.add(t.id)
+                self.log.exception("training %s: its output could not be read", t.id)
+        else:
+            self._unreadable.discard(t.id)
+
+    async def _logs(self, node: Any, container: str | None, **kwargs: Any) -> tuple[bytes, bool]:
+        """At most output.MAX_READ_BYTES of a container's log, with docker's timestamps;
+        True when there was more. (A stream, not followed: docker-py follows a stream
+        unless told not to, and that one would not end while the training runs.)"""
+        args = {k: v for k, v in kwargs.items() if v is not None}
+        stream = await self.engines.call(
+            node,
+            "logs",
+            container,
+            stdout=True,
+            stderr=True,
+            timestamps=True,
+            stream=True,
+            follow=False,
+            **args,
+        )
+        return await self.engines.run(lambda: output.read_capped(stream))
+
+    async def _read(self, t: Training, node: Any, *, ended: bool = False) -> None:
+        """New log lines: metrics stored, checkpoints copied out, text appended. Of an
+        ended training whose output this pass did not catch up with, its last lines are
+        read too (its result is there): what lies between is skipped."""
+        unread = (NotFound, EngineUnreachable, APIError, *UNREACHABLE)
+        try:
+            raw, cut = await self._logs(node, t.container, since=output.since(t.log_cursor))
+        except unread:
             return
         if t.id not in self._checkpoints_checked:
             # the first read since this pool started: a checkpoint whose record was stored
@@ -497,21 +540,33 @@ class Dispatcher:
             if last and last["attempt"] == t.attempt and isinstance(epoch, int):
                 if epoch > (t.checkpoint_epoch or 0):
                     await self._copy_checkpoint(t, node, last)
-        batch = launch.read_log(raw, t.log_cursor)
+        batch = output.read_log(raw, t.log_cursor)
+        if cut and ended:
+            try:
+                tail, _ = await self._logs(node, t.container, tail=output.TAIL_LINES)
+            except unread:
+                tail = b""
+            batch.follow(output.read_log(tail, batch.cursor))
+        elif cut and batch.cursor == t.log_cursor:
+            batch.skip(t.log_cursor)  # more than a pass reads, all within a millisecond
         if batch.cursor == t.log_cursor:
             return
+        records = batch.records
+        warning = batch.warning()
+        if warning:
+            batch.text.append(f"[gpupool] {warning}")
+            records = [*records, {"kind": "warning", "time": self.clock(), "message": warning}]
         await self.run(self._log_text, t.id, batch.text)
-        await self.run(
-            self.store.add_events, t.id, t.attempt, batch.records, log_cursor=batch.cursor
-        )
+        await self.run(self.store.add_events, t.id, t.attempt, records, log_cursor=batch.cursor)
         for rec in batch.records:
             if rec.get("kind") == "checkpoint":
                 await self._copy_checkpoint(t, node, rec)
 
     async def _copy_checkpoint(self, t: Training, node: Any, rec: dict[str, Any]) -> None:
-        """The checkpoint into the pool's store: it outlives the node."""
+        """The checkpoint into the pool's store: it outlives the node. Only under the
+        training's folder, by the name its record gives (output.save_checkpoint)."""
         rel, epoch = rec.get("file"), rec.get("epoch")
-        if not isinstance(rel, str) or not launch.CHECKPOINT_RE.fullmatch(rel):
+        if not isinstance(rel, str) or not CHECKPOINT_RE.fullmatch(rel):
             return
         if not isinstance(epoch, int):
             return
@@ -519,44 +574,22 @@ class Dispatcher:
         folder = self.folder(t.id) / "checkpoints"
         client = self.engines._client(node)
 
-        def fetch() -> bool:
+        def fetch() -> str | None:
             stream, stat = client.get_archive(t.container, f"{OUTPUT_ROOT}/{t.id}/{rel}")
-            if int(stat.get("size", 0)) > limit:
-                return False
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile() as f:
-                for chunk in stream:
-                    f.write(chunk)
-                f.seek(0)
-                with tarfile.open(fileobj=f) as tar:
-                    member = next((m for m in tar if m.isfile()), None)
-                    if member is None or member.size > limit:
-                        return False
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    target = folder / rel.split("/")[-1]
-                    tmp = target.with_suffix(".part")
-                    with tmp.open("wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    tmp.replace(target)
-            for old in folder.glob("epoch-*.pt"):
-                if old.name != rel.split("/")[-1]:
-                    old.unlink(missing_ok=True)
-            return True
+            return output.save_checkpoint(stream, stat, folder / rel.split("/")[-1], limit)
 
         try:
-            ok = await self.engines.run(fetch)
+            why = await self.engines.run(fetch)
         except (NotFound, APIError, EngineUnreachable, OSError, tarfile.TarError) as e:
             self.log.warning("training %s: checkpoint %s not copied: %s", t.id, rel, e)
             return
-        if ok:
+        if why is None:
             await self.run(self.store.update, t.id, checkpoint_epoch=epoch)
         else:
+            if why == output.TOO_LARGE:
+                why = f"it is over the pool's {self.settings.max_checkpoint_mib} MiB limit"
             await self._event(
-                t,
-                "warning",
-                message=f"checkpoint {rel} is over the pool's "
-                f"{self.settings.max_checkpoint_mib} MiB limit: not kept by the pool",
+                t, "warning", message=f"checkpoint {rel}: not kept by the pool: {why}"
             )
 
     # -- endings -------------------------------------------------------------------------
@@ -585,7 +618,7 @@ class Dispatcher:
         if not ok:
             return
         await self._event(t, state, message=message)
-        await self._remove(node, t.container)
+        await self._remove(node, t.container, t.owner)
         if t.reservation_id:
             await self.run(self.ledger.release, t.reservation_id, f"training {state}")
         await self.run(self.store.end_attempt, t.id, t.attempt, "ended", message)
@@ -599,8 +632,8 @@ class Dispatcher:
             await self.run(self.store.end_attempt, t.id, t.attempt, "superseded", why)
         else:
             if node is not None:
-                await self._read(t, node)
-                await self._remove(node, t.container)
+                await self._read_contained(t, node, ended=True)
+                await self._remove(node, t.container, t.owner)
             if t.reservation_id:
                 await self.run(self.ledger.release, t.reservation_id, f"training lost: {why}"[:255])
             await self.run(self.store.end_attempt, t.id, t.attempt, "ended", why)
@@ -641,11 +674,15 @@ class Dispatcher:
                 continue
             if node is not None:
                 try:
-                    await self.engines.call(node, "remove_container", a.container, force=True)
+                    await remove_own_container(
+                        self.engines, node, a.container, a.owner, kind="training"
+                    )
                 except NotFound:
                     pass
                 except (EngineUnreachable, APIError):
                     continue
+                except NotYours as e:  # not the training's: left, said, and its attempt ended
+                    self.log.warning("training %s: %s", a.training_id, e)
             if a.reservation_id:
                 await self.run(self.ledger.release, a.reservation_id, "training resumed elsewhere")
             await self.run(

@@ -28,6 +28,7 @@ FIELDS = {
 }
 TRAINABLE = ("numpy", "csv", "image-folder")
 MAX_PRIORITY = 10
+MAX_META_BYTES = 64 * 1024  # of a graph's free-form meta, stored with the training
 
 
 class QuotaRefusal(TrainingError):
@@ -56,6 +57,7 @@ def check_request(
     *,
     groups: frozenset[str],
     is_admin: bool,
+    user: str = "",
 ) -> Submission:
     settings = catalog.pool.trainings
     unknown = sorted(set(data) - FIELDS)
@@ -66,7 +68,7 @@ def check_request(
     has_graph, has_cmd = data.get("graph") is not None, data.get("command") is not None
     if has_graph == has_cmd:
         raise TrainingError("send either graph (a network to train) or command (a program to run)")
-    allowed = [s for s in catalog.specs if s.allowed_for(groups, is_admin)]
+    allowed = catalog.usable_specs(user, groups, hub_admin=is_admin)  # the form's rule too
     slug = data.get("spec")
     spec = next((s for s in allowed if s.slug == slug), None)
     if spec is None:
@@ -102,6 +104,12 @@ def check_request(
             raise TrainingError(
                 f"dataset {dataset.name} is {dataset.format}; a graph trains on "
                 f"{', '.join(TRAINABLE)} datasets"
+            )
+        meta = len(json.dumps(data["graph"].get("meta") or {}, separators=(",", ":")))
+        if meta > MAX_META_BYTES:
+            raise TrainingError(
+                f"graph.meta: the editor's view and notes take at most {MAX_META_BYTES} "
+                f"bytes as JSON, got {meta}"
             )
         body["graph"] = data["graph"]
         default_name = graph.name or "network"

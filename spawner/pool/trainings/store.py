@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -27,9 +28,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -40,6 +43,7 @@ from ..tables import iso, utcnow
 STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("starting", "running")
 ENDED = ("succeeded", "failed", "cancelled")
+MAX_EVENTS_PER_KIND = 10_000  # of one training: its latest steps, epochs, warnings, ...
 
 metadata = MetaData()
 
@@ -193,15 +197,38 @@ class TrainingStore:
             row = conn.execute(select(trainings).where(trainings.c.id == tid)).first()
         return Training.from_row(row) if row else None
 
-    def list(self, owner: str | None = None, states: Iterable[str] | None = None) -> list[Training]:
+    def list(
+        self,
+        owner: str | None = None,
+        states: Iterable[str] | None = None,
+        *,
+        after: tuple[dt.datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Training]:
+        """Trainings in the order they were submitted; ``after`` (submitted_at, id) of the
+        last one seen and ``limit`` page through them."""
+        c = trainings.c
         q = select(trainings)
         if owner is not None:
-            q = q.where(trainings.c.owner == owner)
+            q = q.where(c.owner == owner)
         if states is not None:
-            q = q.where(trainings.c.state.in_(list(states)))
+            q = q.where(c.state.in_(list(states)))
+        if after is not None:  # keyset pagination on the listing's order
+            at, last = after
+            q = q.where(or_(c.submitted_at > at, and_(c.submitted_at == at, c.id > last)))
+        q = q.order_by(c.submitted_at, c.id)
+        if limit is not None:
+            q = q.limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(q.order_by(trainings.c.submitted_at, trainings.c.id)).all()
+            rows = conn.execute(q).all()
         return [Training.from_row(r) for r in rows]
+
+    def count(self, owner: str, states: Iterable[str]) -> int:
+        q = select(func.count()).where(
+            trainings.c.owner == owner, trainings.c.state.in_(list(states))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
 
     def update(self, tid: str, *, only_from: Iterable[str] | None = None, **values: Any) -> bool:
         """Change a training; with ``only_from``, only if its state is one of those (a
@@ -223,9 +250,13 @@ class TrainingStore:
     ) -> None:
         """Store ``records``; with ``log_cursor``, move the training's log cursor past them
         in the same transaction (a pool stopped between the two would read the same log
-        lines again at its next start and store every one of them twice)."""
+        lines again at its next start and store every one of them twice). Of each kind
+        the latest MAX_EVENTS_PER_KIND are kept: a training printing without end cannot
+        fill the database. Records come checked (output.py); the columns are guarded
+        again here, so that no record can fail the transaction."""
         if not records and log_cursor is None:
             return
+        records = _latest_per_kind(records)
         with self.engine.begin() as conn:
             if log_cursor is not None:
                 conn.execute(
@@ -237,22 +268,40 @@ class TrainingStore:
                 select(func.max(events.c.seq)).where(events.c.training_id == tid)
             ).scalar()
             seq = (last or 0) + 1
+            now = utcnow().timestamp()
             rows = []
             for rec in records:
-                epoch = rec.get("epoch")
+                t, epoch = rec.get("time"), rec.get("epoch")
                 rows.append(
                     {
                         "training_id": tid,
                         "seq": seq,
                         "attempt": attempt,
-                        "time": float(rec.get("time") or utcnow().timestamp()),
+                        "time": float(t) if _number(t) and 0 <= t <= 1e11 else now,
                         "kind": str(rec.get("kind", "event"))[:32],
-                        "epoch": epoch if isinstance(epoch, int) else None,
-                        "data": json.dumps(rec),
+                        "epoch": epoch if _number(epoch, int) and 0 <= epoch < 2**31 else None,
+                        "data": json.dumps(rec, default=str),
                     }
                 )
                 seq += 1
             conn.execute(insert(events), rows)
+            for kind in {r["kind"] for r in rows}:
+                # the seq of the oldest one to keep; older ones of its kind go
+                cutoff = conn.execute(
+                    select(events.c.seq)
+                    .where(events.c.training_id == tid, events.c.kind == kind)
+                    .order_by(events.c.seq.desc())
+                    .offset(MAX_EVENTS_PER_KIND - 1)
+                    .limit(1)
+                ).scalar()
+                if cutoff is not None:
+                    conn.execute(
+                        delete(events).where(
+                            events.c.training_id == tid,
+                            events.c.kind == kind,
+                            events.c.seq < cutoff,
+                        )
+                    )
 
     def events(
         self, tid: str, since: int = 0, kinds: Iterable[str] | None = None, limit: int = 10_000
@@ -305,10 +354,16 @@ class TrainingStore:
             )
 
     def superseded(self) -> list[Any]:
-        """Attempts given up while their node was down: their container and reservation
-        are cleaned up when the node answers again."""
+        """Attempts given up while their node was down (with their training's owner):
+        their container and reservation are cleaned up when the node answers again."""
         with self.engine.connect() as conn:
-            return list(conn.execute(select(attempts).where(attempts.c.state == "superseded")))
+            return list(
+                conn.execute(
+                    select(attempts, trainings.c.owner)
+                    .join(trainings, trainings.c.id == attempts.c.training_id)
+                    .where(attempts.c.state == "superseded")
+                )
+            )
 
     def attempts(self, tid: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -327,3 +382,28 @@ class TrainingStore:
             }
             for r in rows
         ]
+
+
+def _number(v: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
+    if isinstance(v, bool) or not isinstance(v, kind):
+        return False
+    return isinstance(v, int) or math.isfinite(v)  # an int too large for a float is finite
+
+
+def _latest_per_kind(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last MAX_EVENTS_PER_KIND records of each kind, in their order."""
+    counts: dict[str, int] = {}
+    for rec in records:
+        k = str(rec.get("kind"))
+        counts[k] = counts.get(k, 0) + 1
+    if max(counts.values(), default=0) <= MAX_EVENTS_PER_KIND:
+        return records
+    skip = {k: n - MAX_EVENTS_PER_KIND for k, n in counts.items() if n > MAX_EVENTS_PER_KIND}
+    kept = []
+    for rec in records:
+        k = str(rec.get("kind"))
+        if skip.get(k, 0) > 0:
+            skip[k] -= 1
+            continue
+        kept.append(rec)
+    return kept
