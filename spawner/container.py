@@ -37,6 +37,7 @@ DATASETS_ROOT = "/datasets"  # the catalog's datasets, one folder each
 LABEL = "io.gpupool"  # label prefix
 PIDS_LIMIT = 4096
 BRIDGE_PORT = 8888  # the server's port inside a bridge-networked container
+USER_NETWORK = "gpupool-users"  # the network they join (networks.py makes and checks it)
 
 # Environment keys that only the spec may set. Anything else that sets them is refused.
 PROTECTED_ENV = re.compile(
@@ -260,8 +261,9 @@ def build_container(
     if node.network == "host":
         host_config["network_mode"] = "host"
     else:
+        # gpupool's own bridge network, containers isolated from each other (networks.py);
         # the server listens on BRIDGE_PORT inside; the node publishes it on the reserved port
-        host_config["network_mode"] = "bridge"
+        host_config["network_mode"] = USER_NETWORK
         host_config["port_bindings"] = {BRIDGE_PORT: (node.address, port)}
         ports = [BRIDGE_PORT]
 

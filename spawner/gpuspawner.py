@@ -30,6 +30,7 @@ from .container import (
 )
 from .engines import EngineUnreachable, shared_engines
 from .form import OptionsError, allowed_specs, from_form, render_form, validate_options
+from .networks import UnsafeNetwork, ensure_user_network
 from .owners import OWNER, NotYours, home_for, remove_own_container
 from .pool.state import GpuShare, describe_shares
 from .poolclient import PoolClient, PoolError
@@ -317,6 +318,12 @@ class GpuPoolSpawner(DockerSpawner):
             except NotYours as e:
                 self._event(100, str(e))
                 raise NameTaken(str(e)) from None
+            if not host_network:
+                try:
+                    await ensure_user_network(shared_engines(), node)
+                except UnsafeNetwork as e:
+                    self._event(100, str(e))
+                    raise web.HTTPError(503, str(e)) from None
             plan = build_container(
                 user=self.user.name,
                 home=home,

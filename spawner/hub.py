@@ -30,9 +30,11 @@ are not catalog (ports, the state folder, secrets) come from the environment:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,42 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not a port number") from None
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _loopback_url(url: str) -> bool:
+    return _loopback(urllib.parse.urlsplit(url).hostname or "")
+
+
+def bridge_reach(catalog: Any, hub_ip: str, connect: str | None) -> list[str]:
+    """Why servers on ``network: bridge`` nodes could not reach the hub API: loopback is
+    their own, not the hub host's. Empty when they can (or no node uses bridge)."""
+    bridged = [n.name for n in catalog.nodes if n.network == "bridge"]
+    if not bridged:
+        return []
+    if not connect and hub_ip.strip("[]") in ("", "0.0.0.0", "::"):
+        return [
+            f"node(s) {', '.join(bridged)} use network: bridge and the hub API listens on "
+            f"every address ({hub_ip or 'unset'}): JupyterHub would give their servers "
+            "http://<this host's name>:8081, which containers seldom resolve. Set "
+            "GPUPOOL_HUB_CONNECT_URL to the hub API's URL at an address they reach"
+        ]
+    url = connect or (f"http://[{hub_ip}]" if ":" in hub_ip else f"http://{hub_ip}")
+    if not _loopback_url(url):
+        return []
+    return [
+        f"node(s) {', '.join(bridged)} use network: bridge, and their servers would reach "
+        f"the hub API at {url}, a loopback address inside their own network namespace. Set "
+        "GPUPOOL_HUB_IP to an address of this host they reach (the gateway of the "
+        "gpupool-users network on a single host, see README 'Tenant isolation', or 0.0.0.0) "
+        "and GPUPOOL_HUB_CONNECT_URL to the hub API's URL at that address"
+    ]
+
+
 def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None:
     """Fill a JupyterHub config object ``c`` for a gpupool hub."""
     directory = Path(catalog_dir) if catalog_dir is not None else config_dir()
@@ -75,6 +113,16 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     connect = os.environ.get("GPUPOOL_HUB_CONNECT_URL")
     if connect:
         c.JupyterHub.hub_connect_url = connect
+    public = os.environ.get("GPUPOOL_PUBLIC_URL") or f"http://{ip}:{port}"
+    for problem in bridge_reach(catalog, os.environ.get("GPUPOOL_HUB_IP", "127.0.0.1"), connect):
+        raise SystemExit(problem)
+    if any(n.network == "bridge" for n in catalog.nodes) and _loopback_url(public):
+        print(
+            f"gpupool: warning: servers on bridge nodes reach the pool API at {public}, a "
+            "loopback address outside their network namespace; set GPUPOOL_PUBLIC_URL to an "
+            "address they reach (the lab's pool panels need it)",
+            file=sys.stderr,
+        )
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.JupyterHub.db_url = (
@@ -169,7 +217,6 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.GpuPoolSpawner.pool_api_url = f"http://127.0.0.1:{port + 2}/services/{SERVICE}/api"
     c.GpuPoolSpawner.pool_api_token = spawner_token
     # servers reach the pool through the proxy (the service itself listens on loopback)
-    public = os.environ.get("GPUPOOL_PUBLIC_URL") or f"http://{ip}:{port}"
     c.GpuPoolSpawner.server_pool_api_url = f"{public.rstrip('/')}/services/{SERVICE}/api"
     c.Spawner.default_url = "/lab"
     # Servers outlive a hub restart (they keep their reservations; the hub finds them again).

@@ -177,8 +177,12 @@ NODE: dict[str, Any] = {
         },
         "network": {
             "enum": ["host", "bridge"],
-            "description": "host: servers use the host's network, each on a port from ports "
-            "(single host); bridge: port 8888 published on address (multi-host) (default host)",
+            "description": "host: servers share the node's network namespace, each on a port "
+            "from ports (trusted users only: they reach the node's loopback services and each "
+            "other's ports); bridge: servers and trainings join gpupool's own network "
+            "gpupool-users (inter-container communication off; the engine must manage "
+            "iptables), port 8888 published on address at a port from ports, and the hub API "
+            "must listen where they reach it (GPUPOOL_HUB_IP) (default host)",
         },
         "gpu_runtime": {
             "enum": ["nvidia", "cdi", "none"],

@@ -201,13 +201,20 @@ class BaseHandler(web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(obj))
 
-    def body(self, allowed: set[str]) -> dict[str, Any]:
+    def json_object(self) -> dict[str, Any]:
+        """The request body, a JSON object; else 400 saying what it is not."""
         try:
             data = json.loads(self.request.body or b"{}")
-        except json.JSONDecodeError as e:
+        except RecursionError:
+            raise ApiError(400, "request body is not JSON: nested too deeply") from None
+        except ValueError as e:  # not JSON, or not UTF-8
             raise ApiError(400, f"request body is not JSON: {e}") from None
         if not isinstance(data, dict):
             raise ApiError(400, "request body must be a JSON object")
+        return data
+
+    def body(self, allowed: set[str]) -> dict[str, Any]:
+        data = self.json_object()
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ApiError(

@@ -15,11 +15,13 @@ pytestmark = pytest.mark.hub
 SHOTS = Path(__file__).resolve().parents[2] / ".state" / "screenshots"
 
 
-def reserve(hub: Hub, token: str, spec: str) -> dict:
+def reserve(hub: Hub, owner: str, spec: str) -> dict:
+    """A reservation for ``owner`` as the hub's services make one (users cannot make
+    bare ones)."""
     r = requests.post(
         f"{hub.pool}/reservations",
-        headers={"Authorization": f"token {token}"},
-        json={"spec": spec},
+        headers={"Authorization": f"token {hub.automation_token}"},
+        json={"spec": spec, "owner": owner},
         timeout=30,
     )
     assert r.status_code == 201, r.text
@@ -31,8 +33,8 @@ def test_my_usage_page_shows_only_my_reservations_and_quota(hub: Hub) -> None:
 
     uma = hub.user_token("uma", groups=("gpu-limited",))
     vic = hub.user_token("vic")
-    mine = reserve(hub, uma, "a100-40g")
-    theirs = reserve(hub, vic, "a100-1x")
+    mine = reserve(hub, "uma", "a100-40g")
+    theirs = reserve(hub, "vic", "a100-1x")
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as p:

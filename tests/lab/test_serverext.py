@@ -34,10 +34,11 @@ SERVER_SCOPES = ["users:activity!user", "access:servers!server=lara/", "custom:g
 @pytest.fixture(scope="module")
 def pool_side(hub: Hub) -> Iterator[dict[str, Any]]:
     token = hub.user_token("lara", scopes=SERVER_SCOPES)
+    # made as the hub's spawner makes it (users cannot make bare reservations)
     r = requests.post(
         f"{hub.pool}/reservations",
-        headers={"Authorization": f"token {token}"},
-        json={"spec": "a100-40g"},
+        headers={"Authorization": f"token {hub.automation_token}"},
+        json={"spec": "a100-40g", "owner": "lara"},
         timeout=30,
     )
     assert r.status_code == 201, r.text

@@ -214,6 +214,9 @@ class Engine:
     ``tcp://127.0.0.1:<port>`` listener with ``--tlsverify`` (certificates in
     :attr:`tls_dir`: ca.pem, cert.pem, key.pem for clients). ``clean=True`` removes the
     containers and volumes a previous run left in the data-root (images are kept).
+    ``iptables=True``: the engine manages iptables, so that the networks it makes can
+    isolate their containers (a network with inter-container communication off needs it);
+    still no default bridge.
     """
 
     def __init__(
@@ -227,6 +230,7 @@ class Engine:
         clean: bool = True,
         start_timeout: float = 60.0,
         live_restore: bool = False,
+        iptables: bool = False,
     ) -> None:
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"engine name must be alphanumeric with - or _: {name!r}")
@@ -238,6 +242,7 @@ class Engine:
         self.clean = clean
         self.start_timeout = start_timeout
         self.live_restore = live_restore
+        self.iptables = iptables
         self.run_dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds: float | None = None
@@ -442,7 +447,7 @@ class Engine:
             "--pidfile", str(run / "docker.pid"),
             "--storage-driver", driver,
             "--bridge", "none",
-            "--iptables=false",
+            f"--iptables={'true' if self.iptables else 'false'}",
             "--ip6tables=false",
             "--ip-forward=false",
             "--ip-masq=false",

@@ -61,6 +61,7 @@ class Hub:
         self.db_url = db_url
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.state_dir / "hub.log"
+        self.extra_env: dict[str, str] = {}  # set before start(): GPUPOOL_HUB_IP and the like
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -76,6 +77,7 @@ class Hub:
         if self.db_url:
             env["GPUPOOL_DB_URL"] = self.db_url
         env["GPUPOOL_WATCH_NODES"] = "1" if self.watch_nodes else "0"
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 60) -> Hub:

@@ -208,7 +208,9 @@ def test_host_and_bridge_networking() -> None:
     assert host.host_config["network_mode"] == "host"
     assert "port_bindings" not in host.host_config and host.ports == []
     bridge = build(node=dataclasses.replace(NODE, network="bridge"))
-    assert bridge.host_config["network_mode"] == "bridge"
+    assert (
+        bridge.host_config["network_mode"] == "gpupool-users"
+    )  # not docker's default bridge: ICC is on there
     assert bridge.host_config["port_bindings"] == {BRIDGE_PORT: ("10.0.0.12", 20001)}
     assert bridge.ports == [BRIDGE_PORT]
 

@@ -9,7 +9,6 @@ and admins see all; only its owner and admins cancel).
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -80,7 +79,7 @@ class TrainingsHandler(TrainingBase):
     async def post(self) -> None:
         if not self.caller.can_use:
             raise ApiError(403, "submitting a training needs the scope custom:gpupool:use")
-        data = self._json()
+        data = self.json_object()
         try:
             sub = check_request(
                 data,
@@ -130,15 +129,6 @@ class TrainingsHandler(TrainingBase):
         self.dispatcher.wake()
         self.set_header("Location", f"trainings/{tid}")
         self.send(self.view(t), status=201)
-
-    def _json(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError as e:
-            raise ApiError(400, f"request body is not JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "request body must be a JSON object")
-        return data
 
 
 class TrainingHandler(TrainingBase):

@@ -41,6 +41,7 @@ from docker.errors import APIError, NotFound
 from ...container import build_container, open_dir_tar
 from ...engines import UNREACHABLE, Engines, EngineUnreachable
 from ...lab.train.job import CHECKPOINT_RE, OUTPUT_ROOT, job_document
+from ...networks import ensure_user_network
 from ...owners import NotYours, home_for, remove_own_container
 from .. import accounting
 from ..ledger import Ledger, Reservation
@@ -295,6 +296,8 @@ class Dispatcher:
                 attempt=t.attempt,
             )
             home = await home_for(self.engines, node, t.owner)
+            if node.network == "bridge":
+                await ensure_user_network(self.engines, node)
             plan = build_container(
                 user=t.owner,
                 server=t.id,
@@ -558,9 +561,15 @@ class Dispatcher:
             records = [*records, {"kind": "warning", "time": self.clock(), "message": warning}]
         await self.run(self._log_text, t.id, batch.text)
         await self.run(self.store.add_events, t.id, t.attempt, records, log_cursor=batch.cursor)
-        for rec in batch.records:
-            if rec.get("kind") == "checkpoint":
-                await self._copy_checkpoint(t, node, rec)
+        # only the newest checkpoint of the batch, and only if newer than the one kept: a
+        # training printing checkpoint records without end costs one copy a pass at most
+        newest = max(
+            (r for r in batch.records if r.get("kind") == "checkpoint"),
+            key=lambda r: r["epoch"],
+            default=None,
+        )
+        if newest is not None and newest["epoch"] > (t.checkpoint_epoch or 0):
+            await self._copy_checkpoint(t, node, newest)
 
     async def _copy_checkpoint(self, t: Training, node: Any, rec: dict[str, Any]) -> None:
         """The checkpoint into the pool's store: it outlives the node. Only under the

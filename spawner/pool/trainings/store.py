@@ -44,6 +44,9 @@ STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("starting", "running")
 ENDED = ("succeeded", "failed", "cancelled")
 MAX_EVENTS_PER_KIND = 10_000  # of one training: its latest steps, epochs, warnings, ...
+# kinds a run prints once (or once per attempt): their records are the largest (a done
+# record carries a 16 KiB snippet), so only the latest few are kept
+FEW_PER_KIND = {"start": 20, "resume": 20, "done": 5, "error": 5}
 
 metadata = MetaData()
 
@@ -280,7 +283,8 @@ class TrainingStore:
                         "time": float(t) if _number(t) and 0 <= t <= 1e11 else now,
                         "kind": str(rec.get("kind", "event"))[:32],
                         "epoch": epoch if _number(epoch, int) and 0 <= epoch < 2**31 else None,
-                        "data": json.dumps(rec, default=str),
+                        # not ASCII-escaped: 3 bytes a CJK character, not 12
+                        "data": json.dumps(rec, default=str, ensure_ascii=False),
                     }
                 )
                 seq += 1
@@ -291,7 +295,7 @@ class TrainingStore:
                     select(events.c.seq)
                     .where(events.c.training_id == tid, events.c.kind == kind)
                     .order_by(events.c.seq.desc())
-                    .offset(MAX_EVENTS_PER_KIND - 1)
+                    .offset(_keep(kind) - 1)
                     .limit(1)
                 ).scalar()
                 if cutoff is not None:
@@ -390,15 +394,19 @@ def _number(v: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
     return isinstance(v, int) or math.isfinite(v)  # an int too large for a float is finite
 
 
+def _keep(kind: str) -> int:
+    return FEW_PER_KIND.get(kind, MAX_EVENTS_PER_KIND)
+
+
 def _latest_per_kind(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last MAX_EVENTS_PER_KIND records of each kind, in their order."""
+    """The last _keep(kind) records of each kind, in their order."""
     counts: dict[str, int] = {}
     for rec in records:
         k = str(rec.get("kind"))
         counts[k] = counts.get(k, 0) + 1
-    if max(counts.values(), default=0) <= MAX_EVENTS_PER_KIND:
+    skip = {k: n - _keep(k) for k, n in counts.items() if n > _keep(k)}
+    if not skip:
         return records
-    skip = {k: n - MAX_EVENTS_PER_KIND for k, n in counts.items() if n > MAX_EVENTS_PER_KIND}
     kept = []
     for rec in records:
         k = str(rec.get("kind"))

@@ -1,0 +1,208 @@
+"""What a user's server can reach on a ``network: bridge`` node (issue 17, item 5), through
+the real hub, proxy, pool service and a Docker engine that manages iptables (its own
+dockerd, still without a default bridge; the test node's engine also listens on TCP+TLS
+on 127.0.0.1, as a remote node's would).
+
+From inside alice's server, probed with plain TCP connects: bob's server (its address on
+the network, and its port published on the node), the node's engine, the proxy's API and
+the pool service (on loopback and on the host's address on the network) do not answer;
+the hub API does, and so does her own server. The same ports answer from the host, so a
+closed door is the network's doing, not a service that was down. (The test node's address
+is 127.0.0.1, where the engine publishes servers' ports: a node whose address is routable
+publishes them there, reachable from containers too, as README's tenant isolation says.) (Before: a bridge node's
+containers joined Docker's default bridge, where containers reach each other; on an
+engine without one, nothing started at all.)
+
+A network of gpupool's name made by hand with inter-container communication on is refused,
+and the user is told why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from gpupool.catalog import load_catalog
+from gpupool.container import BRIDGE_PORT, USER_NETWORK
+from gpupool.engines import Engines
+from gpupool.networks import ICC, ensure_user_network
+from tests.support.catalogs import write_engine_catalog
+from tests.support.docker import Engine, ensure_docker_installed, stop_engines
+from tests.support.hub import Hub
+from tests.support.images import ensure_image
+from tests.support.servers import api, reservation_of, spawn, wait_ready, wait_stopped
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+NODE = "node-net"
+LAB = {"spec": "a100-40g", "image": "lab"}
+PROBE = """
+import json, socket, sys, urllib.request
+out = {}
+for name, host, port in json.loads(sys.argv[1]):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((host, port))
+        out[name] = "open"
+    except OSError as e:
+        out[name] = type(e).__name__
+    finally:
+        s.close()
+try:
+    with urllib.request.urlopen(sys.argv[2], timeout=5) as r:
+        out["hub API answers"] = json.load(r).get("version", "no version")
+except Exception as e:
+    out["hub API answers"] = repr(e)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    ensure_docker_installed()
+    eng = Engine(NODE, tls=True, iptables=True).start()
+    try:
+        ensure_image([eng])
+        yield eng
+    finally:
+        stop_engines([eng])
+
+
+@pytest.fixture(scope="module")
+def hub(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    folder = write_engine_catalog(tmp_path_factory.mktemp("catalog"), {NODE: engine})
+    nodes = yaml.safe_load((folder / "nodes.yaml").read_text())
+    nodes["nodes"][0]["network"] = "bridge"
+    (folder / "nodes.yaml").write_text(yaml.safe_dump(nodes))
+    # the network exists before the hub starts (the quickstart makes it the same way), so
+    # that the hub API can listen on the host's address on it
+    node = load_catalog(folder).nodes[0]
+    asyncio.run(ensure_user_network(Engines(), node))
+    gateway = gateway_of(engine)
+    h = Hub(folder)
+    h.extra_env = {
+        "GPUPOOL_HUB_IP": gateway,
+        "GPUPOOL_HUB_CONNECT_URL": f"http://{gateway}:{h.port + 81}",
+    }
+    h.start()
+    try:
+        yield h
+    finally:
+        h.cleanup()
+
+
+def gateway_of(engine: Engine) -> str:
+    net = engine.client().networks.get(USER_NETWORK)
+    return net.attrs["IPAM"]["Config"][0]["Gateway"]
+
+
+def address_on_network(engine: Engine, container: str) -> str:
+    c = engine.client().containers.get(container)
+    return c.attrs["NetworkSettings"]["Networks"][USER_NETWORK]["IPAddress"]
+
+
+def probe(engine: Engine, container: str, targets: list[tuple[str, str, int]], hub_api: str) -> Any:
+    c = engine.client().containers.get(container)
+    out = c.exec_run(["python3", "-c", PROBE, json.dumps(targets), hub_api])
+    assert out.exit_code == 0, out.output.decode(errors="replace")
+    return json.loads(out.output.decode().strip().splitlines()[-1])
+
+
+def from_host(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_server_reaches_the_hub_and_itself_and_nothing_else(hub: Hub, engine: Engine) -> None:
+    ta, tb = hub.user_token("alice"), hub.user_token("bob")
+    spawn(hub, "alice", ta, LAB)
+    spawn(hub, "bob", tb, LAB)
+    wait_ready(hub, "alice", ta)
+    wait_ready(hub, "bob", tb)
+    alice, bob = reservation_of(hub, "alice"), reservation_of(hub, "bob")
+    bob_ip = address_on_network(engine, bob["container"])
+    gateway = gateway_of(engine)
+    engine_port = engine.tcp_port
+    assert engine_port
+    closed = [
+        ("bob's server on the network", bob_ip, BRIDGE_PORT),
+        ("bob's port published on the node", "127.0.0.1", bob["port"]),
+        ("bob's port at the host's address on the network", gateway, bob["port"]),
+        ("the node's engine (TCP+TLS)", "127.0.0.1", engine_port),
+        ("the node's engine at the host's address", gateway, engine_port),
+        ("the proxy's API", "127.0.0.1", hub.port + 1),
+        ("the proxy's API via the host", gateway, hub.port + 1),
+        ("the pool service", "127.0.0.1", hub.port + 2),
+        ("the pool service via the host", gateway, hub.port + 2),
+        ("the hub API on loopback", "127.0.0.1", hub.port + 81),
+    ]
+    opened = [("her own server", "127.0.0.1", BRIDGE_PORT), ("the hub API", gateway, hub.port + 81)]
+    got = probe(
+        engine, alice["container"], closed + opened, f"http://{gateway}:{hub.port + 81}/hub/api/"
+    )
+    assert {name: got[name] for name, _, _ in opened} == {name: "open" for name, _, _ in opened}, (
+        got
+    )
+    assert not [name for name, _, _ in closed if got[name] == "open"], got
+    assert got["hub API answers"][0].isdigit(), got  # a version: the hub answered her
+
+    # from the host every one of those doors is open: it is the network that shuts them
+    for name, host, port in [
+        ("bob's server on the network", bob_ip, BRIDGE_PORT),
+        ("bob's port published on the node", "127.0.0.1", bob["port"]),
+        ("bob's port at the host's address on the network", gateway, bob["port"]),
+        ("the node's engine (TCP+TLS)", "127.0.0.1", engine_port),
+        ("the node's engine at the host's address", gateway, engine_port),
+        ("the proxy's API", "127.0.0.1", hub.port + 1),
+        ("the pool service", "127.0.0.1", hub.port + 2),
+    ]:
+        assert from_host(host, port), f"{name} ({host}:{port}) does not answer the host either"
+
+    # her lab works through the proxy, which reaches it on the node's published port
+    r = requests.get(
+        f"{hub.url}/user/alice/api/status", headers={"Authorization": f"token {ta}"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    for user, token in (("alice", ta), ("bob", tb)):
+        api(hub, "DELETE", f"/users/{user}/server", token)
+        wait_stopped(hub, user)
+
+
+def test_a_network_of_our_name_that_does_not_isolate_is_refused(hub: Hub, engine: Engine) -> None:
+    client = engine.client()
+    client.networks.get(USER_NETWORK).remove()
+    client.networks.create(USER_NETWORK, driver="bridge", options={ICC: "true"})
+    try:
+        token = hub.user_token("carol")
+        r = spawn(hub, "carol", token, LAB)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            user = api(hub, "GET", "/users/carol", hub.admin_token).json()
+            if not user.get("servers"):
+                break
+            time.sleep(0.5)
+        assert not api(hub, "GET", "/users/carol", hub.admin_token).json().get("servers"), r.text
+        said = hub.log()
+        assert f"the network {USER_NETWORK} on node {NODE} has {ICC}=true" in said
+        assert "gpupool will not start user containers on it" in said
+        active = requests.get(
+            f"{hub.pool}/reservations?owner=carol",
+            headers={"Authorization": f"token {hub.automation_token}"},
+            timeout=30,
+        ).json()["reservations"]
+        assert active == []  # its reservation was given back
+    finally:
+        client.networks.get(USER_NETWORK).remove()
+        node = load_catalog(hub.catalog_dir).nodes[0]
+        asyncio.run(ensure_user_network(Engines(), node))
