@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
+import docker
 import pytest
 import requests
 import yaml
@@ -38,7 +38,7 @@ from tests.support.catalogs import write_engine_catalog
 from tests.support.docker import Engine, ensure_docker_installed, stop_engines
 from tests.support.hub import Hub
 from tests.support.images import ensure_image
-from tests.support.servers import api, reservation_of, spawn, wait_ready, wait_stopped
+from tests.support.servers import api, reservation_of, spawn, start, wait_ready, wait_stopped
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 NODE = "node-net"
@@ -126,76 +126,83 @@ def from_host(host: str, port: int) -> bool:
 
 def test_a_server_reaches_the_hub_and_itself_and_nothing_else(hub: Hub, engine: Engine) -> None:
     ta, tb = hub.user_token("alice"), hub.user_token("bob")
-    spawn(hub, "alice", ta, LAB)
-    spawn(hub, "bob", tb, LAB)
-    wait_ready(hub, "alice", ta)
-    wait_ready(hub, "bob", tb)
-    alice, bob = reservation_of(hub, "alice"), reservation_of(hub, "bob")
-    bob_ip = address_on_network(engine, bob["container"])
-    gateway = gateway_of(engine)
-    engine_port = engine.tcp_port
-    assert engine_port
-    closed = [
-        ("bob's server on the network", bob_ip, BRIDGE_PORT),
-        ("bob's port published on the node", "127.0.0.1", bob["port"]),
-        ("bob's port at the host's address on the network", gateway, bob["port"]),
-        ("the node's engine (TCP+TLS)", "127.0.0.1", engine_port),
-        ("the node's engine at the host's address", gateway, engine_port),
-        ("the proxy's API", "127.0.0.1", hub.port + 1),
-        ("the proxy's API via the host", gateway, hub.port + 1),
-        ("the pool service", "127.0.0.1", hub.port + 2),
-        ("the pool service via the host", gateway, hub.port + 2),
-        ("the hub API on loopback", "127.0.0.1", hub.port + 81),
-    ]
-    opened = [("her own server", "127.0.0.1", BRIDGE_PORT), ("the hub API", gateway, hub.port + 81)]
-    got = probe(
-        engine, alice["container"], closed + opened, f"http://{gateway}:{hub.port + 81}/hub/api/"
-    )
-    assert {name: got[name] for name, _, _ in opened} == {name: "open" for name, _, _ in opened}, (
-        got
-    )
-    assert not [name for name, _, _ in closed if got[name] == "open"], got
-    assert got["hub API answers"][0].isdigit(), got  # a version: the hub answered her
+    try:
+        spawn(hub, "alice", ta, LAB)
+        spawn(hub, "bob", tb, LAB)
+        wait_ready(hub, "alice", ta)
+        wait_ready(hub, "bob", tb)
+        alice, bob = reservation_of(hub, "alice"), reservation_of(hub, "bob")
+        bob_ip = address_on_network(engine, bob["container"])
+        gateway = gateway_of(engine)
+        engine_port = engine.tcp_port
+        assert engine_port
+        closed = [
+            ("bob's server on the network", bob_ip, BRIDGE_PORT),
+            ("bob's port published on the node", "127.0.0.1", bob["port"]),
+            ("bob's port at the host's address on the network", gateway, bob["port"]),
+            ("the node's engine (TCP+TLS)", "127.0.0.1", engine_port),
+            ("the node's engine at the host's address", gateway, engine_port),
+            ("the proxy's API", "127.0.0.1", hub.port + 1),
+            ("the proxy's API via the host", gateway, hub.port + 1),
+            ("the pool service", "127.0.0.1", hub.port + 2),
+            ("the pool service via the host", gateway, hub.port + 2),
+            ("the hub API on loopback", "127.0.0.1", hub.port + 81),
+        ]
+        opened = [
+            ("her own server", "127.0.0.1", BRIDGE_PORT),
+            ("the hub API", gateway, hub.port + 81),
+        ]
+        got = probe(
+            engine,
+            alice["container"],
+            closed + opened,
+            f"http://{gateway}:{hub.port + 81}/hub/api/",
+        )
+        assert {name: got[name] for name, _, _ in opened} == {
+            name: "open" for name, _, _ in opened
+        }, got
+        assert not [name for name, _, _ in closed if got[name] == "open"], got
+        assert got["hub API answers"][0].isdigit(), got  # a version: the hub answered her
 
-    # from the host every one of those doors is open: it is the network that shuts them
-    for name, host, port in [
-        ("bob's server on the network", bob_ip, BRIDGE_PORT),
-        ("bob's port published on the node", "127.0.0.1", bob["port"]),
-        ("bob's port at the host's address on the network", gateway, bob["port"]),
-        ("the node's engine (TCP+TLS)", "127.0.0.1", engine_port),
-        ("the node's engine at the host's address", gateway, engine_port),
-        ("the proxy's API", "127.0.0.1", hub.port + 1),
-        ("the pool service", "127.0.0.1", hub.port + 2),
-    ]:
-        assert from_host(host, port), f"{name} ({host}:{port}) does not answer the host either"
+        # from the host every one of those doors is open: it is the network that shuts them
+        for name, host, port in [
+            ("bob's server on the network", bob_ip, BRIDGE_PORT),
+            ("bob's port published on the node", "127.0.0.1", bob["port"]),
+            ("the node's engine (TCP+TLS)", "127.0.0.1", engine_port),
+            ("the proxy's API", "127.0.0.1", hub.port + 1),
+            ("the pool service", "127.0.0.1", hub.port + 2),
+        ]:
+            assert from_host(host, port), f"{name} ({host}:{port}) does not answer the host either"
 
-    # her lab works through the proxy, which reaches it on the node's published port
-    r = requests.get(
-        f"{hub.url}/user/alice/api/status", headers={"Authorization": f"token {ta}"}, timeout=30
-    )
-    assert r.status_code == 200, r.text
-    for user, token in (("alice", ta), ("bob", tb)):
-        api(hub, "DELETE", f"/users/{user}/server", token)
-        wait_stopped(hub, user)
+        # her lab works through the proxy, which reaches it on the node's published port
+        r = requests.get(
+            f"{hub.url}/user/alice/api/status", headers={"Authorization": f"token {ta}"}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+    finally:  # the next test removes the network: no server may be left on it
+        for user, token in (("alice", ta), ("bob", tb)):
+            api(hub, "DELETE", f"/users/{user}/server", token)
+            wait_stopped(hub, user)
 
 
 def test_a_network_of_our_name_that_does_not_isolate_is_refused(hub: Hub, engine: Engine) -> None:
     client = engine.client()
-    client.networks.get(USER_NETWORK).remove()
-    client.networks.create(USER_NETWORK, driver="bridge", options={ICC: "true"})
+    net = client.networks.get(USER_NETWORK)
+    # the same addresses again: the hub API listens on the network's gateway
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(**{
+        k.lower(): v for k, v in net.attrs["IPAM"]["Config"][0].items() if k in ("Subnet", "Gateway")
+    })])  # fmt: skip
+    net.remove()
+    client.networks.create(USER_NETWORK, driver="bridge", options={ICC: "true"}, ipam=ipam)
     try:
         token = hub.user_token("carol")
-        r = spawn(hub, "carol", token, LAB)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            user = api(hub, "GET", "/users/carol", hub.admin_token).json()
-            if not user.get("servers"):
-                break
-            time.sleep(0.5)
-        assert not api(hub, "GET", "/users/carol", hub.admin_token).json().get("servers"), r.text
-        said = hub.log()
+        r = start(hub, "carol", token, LAB)
+        # the user is told at once, by the hub's answer to the spawn
+        assert r.status_code == 503, r.text
+        said = r.json()["message"]
         assert f"the network {USER_NETWORK} on node {NODE} has {ICC}=true" in said
         assert "gpupool will not start user containers on it" in said
+        assert not api(hub, "GET", "/users/carol", hub.admin_token).json().get("servers")
         active = requests.get(
             f"{hub.pool}/reservations?owner=carol",
             headers={"Authorization": f"token {hub.automation_token}"},
@@ -204,5 +211,4 @@ def test_a_network_of_our_name_that_does_not_isolate_is_refused(hub: Hub, engine
         assert active == []  # its reservation was given back
     finally:
         client.networks.get(USER_NETWORK).remove()
-        node = load_catalog(hub.catalog_dir).nodes[0]
-        asyncio.run(ensure_user_network(Engines(), node))
+        client.networks.create(USER_NETWORK, driver="bridge", options={ICC: "false"}, ipam=ipam)
