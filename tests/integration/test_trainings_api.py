@@ -239,3 +239,19 @@ def test_one_user_cannot_flood_the_queue_or_send_too_much(hub: Hub) -> None:
     huge = good(name="huge", hyperparameters={"epochs": 1}, graph={**GRAPH, "pad": "x" * 2**21})
     r = call(hub, other, "POST", "/trainings", huge)
     assert r.status_code == 413 and "at most 1048576 bytes" in r.json()["message"], r.text
+
+
+def test_a_burst_of_submits_cannot_pass_the_queue_limit_together(hub: Hub) -> None:
+    """QUEUED + 5 submits at once: exactly QUEUED are queued (counted and added under one
+    lock per user), the rest answer 429."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    burst = hub.user_token("burst")
+    with ThreadPoolExecutor(max_workers=QUEUED + 5) as pool:
+        codes = sorted(
+            pool.map(
+                lambda i: call(hub, burst, "POST", "/trainings", good(name=f"b{i}")).status_code,
+                range(QUEUED + 5),
+            )
+        )
+    assert codes == [201] * QUEUED + [429] * 5, codes

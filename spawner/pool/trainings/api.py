@@ -9,6 +9,7 @@ and admins see all; only its owner and admins cancel).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -22,6 +23,7 @@ from .store import ACTIVE, ENDED, STATES, Training
 
 TID_RE = ID_RE  # any id-like string: an unknown one answers 404 like a foreign one
 MAX_TAIL = 10_000
+_submit_locks: dict[str, asyncio.Lock] = {}  # per user
 MAX_REQUEST_BYTES = 1024 * 1024  # a training request: a graph of thousands of layers fits
 STATE_FILTERS = {"queued": ("queued",), "active": ACTIVE, "ended": ENDED}
 
@@ -94,38 +96,41 @@ class TrainingsHandler(TrainingBase):
         except TrainingError as e:
             raise ApiError(400, str(e)) from None
         settings = self.ctx.catalog.pool.trainings
-        waiting = await self.ctx.run(self.store.count, self.caller.name, ("queued",))
-        if waiting >= settings.per_user_queued:
-            raise ApiError(
-                429,
-                f"you have {waiting} trainings waiting; at most {settings.per_user_queued} may "
-                "wait at once: cancel some or wait for them to start",
-                reason="queue-full",
-                headers={"Retry-After": "60"},
+        # count and add under the user's lock: a burst of submits cannot pass the limit
+        # together (one pool service serves the API)
+        async with _submit_locks.setdefault(self.caller.name, asyncio.Lock()):
+            waiting = await self.ctx.run(self.store.count, self.caller.name, ("queued",))
+            if waiting >= settings.per_user_queued:
+                raise ApiError(
+                    429,
+                    f"you have {waiting} trainings waiting; at most {settings.per_user_queued} may "
+                    "wait at once: cancel some or wait for them to start",
+                    reason="queue-full",
+                    headers={"Retry-After": "60"},
+                )
+            tid = "t-" + secrets.token_hex(6)
+            t = await self.ctx.run(
+                self.store.add,
+                id=tid,
+                owner=self.caller.name,
+                name=sub.name,
+                kind=sub.kind,
+                state="queued",
+                spec=sub.spec.slug,
+                image=sub.image,
+                dataset=sub.dataset,
+                request=sub.request_json(),
+                priority=sub.priority,
+                processes=sub.processes,
+                max_run_seconds=sub.max_run_seconds,
+                max_attempts=settings.max_attempts,
+                attempt=0,
+                submitted_at=utcnow(),
+                run_seconds=0.0,
+                log_cursor=0,
+                message="queued",
+                cancel_requested=False,
             )
-        tid = "t-" + secrets.token_hex(6)
-        t = await self.ctx.run(
-            self.store.add,
-            id=tid,
-            owner=self.caller.name,
-            name=sub.name,
-            kind=sub.kind,
-            state="queued",
-            spec=sub.spec.slug,
-            image=sub.image,
-            dataset=sub.dataset,
-            request=sub.request_json(),
-            priority=sub.priority,
-            processes=sub.processes,
-            max_run_seconds=sub.max_run_seconds,
-            max_attempts=settings.max_attempts,
-            attempt=0,
-            submitted_at=utcnow(),
-            run_seconds=0.0,
-            log_cursor=0,
-            message="queued",
-            cancel_requested=False,
-        )
         self.dispatcher.wake()
         self.set_header("Location", f"trainings/{tid}")
         self.send(self.view(t), status=201)
