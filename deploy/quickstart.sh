@@ -8,6 +8,9 @@
 #                              the hub API PORT+81)
 #   GPUPOOL_CONFIG_DIR=...     your catalog folder (default: hub_config/ with this machine as node)
 #   GPUPOOL_STATE_DIR=...      databases, secrets, logins (default: .state/)
+#   GPUPOOL_NETWORK=bridge     servers on gpupool's own network, isolated from each other and
+#                              from this machine's loopback (checked before the hub starts);
+#                              host: they share this machine's network (trusted users only)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$GPUPOOL_ROOT"
@@ -18,6 +21,8 @@ ensure_proxy
 export GPUPOOL_STATE_DIR="${GPUPOOL_STATE_DIR:-$GPUPOOL_ROOT/.state}"
 user_catalog="${GPUPOOL_CONFIG_DIR:-}"
 export GPUPOOL_PORT="${GPUPOOL_PORT:-8000}"
+network="${GPUPOOL_NETWORK:-bridge}"
+case "$network" in bridge|host) ;; *) die "GPUPOOL_NETWORK=$network: use bridge or host" ;; esac
 mkdir -p "$GPUPOOL_STATE_DIR"; chmod 700 "$GPUPOOL_STATE_DIR"
 
 ensure_docker_engine
@@ -53,9 +58,26 @@ else
     export GPUPOOL_CONFIG_DIR="$GPUPOOL_STATE_DIR/catalog"
     "$VENV/bin/gpupool" local-catalog --source "$GPUPOOL_ROOT/hub_config" --out "$GPUPOOL_CONFIG_DIR" \
         --engine "$DOCKER_HOST" --hami-core "$hami" $real \
-        --datasets-dir "$GPUPOOL_STATE_DIR/datasets"
+        --datasets-dir "$GPUPOOL_STATE_DIR/datasets" --network "$network"
 fi
 "$VENV/bin/gpupool" check-config --config "$GPUPOOL_CONFIG_DIR"
+
+# Bridge nodes: gpupool-users made and proved to isolate (two containers on it must not
+# reach each other), before any user's server runs there. On this one machine the hub API
+# and the pool service listen on this host's address on that network, which its servers
+# reach; the proxy stays on loopback (GPUPOOL_IP) for the browser.
+hub_host=127.0.0.1
+if "$VENV/bin/python" -c 'import sys; from gpupool.catalog import load_catalog; sys.exit(not any(n.network == "bridge" for n in load_catalog(sys.argv[1]).nodes))' "$GPUPOOL_CONFIG_DIR"; then
+    say "network gpupool-users: checking that its containers cannot reach each other"
+    gateways="$("$VENV/bin/gpupool" user-network --config "$GPUPOOL_CONFIG_DIR" --probe-image gpupool/singleuser:latest)" \
+        || die "servers would not be isolated from each other (see above). Fix the engine, or run with GPUPOOL_NETWORK=host if every user is trusted"
+    if [ -z "$user_catalog" ]; then
+        hub_host="$(echo "$gateways" | awk '$1 == "local" {print $2}')"
+        [ -n "$hub_host" ] || die "no gateway for gpupool-users on this machine's engine"
+        export GPUPOOL_HUB_IP="${GPUPOOL_HUB_IP:-$hub_host}" GPUPOOL_POOL_IP="${GPUPOOL_POOL_IP:-$hub_host}"
+        export GPUPOOL_HUB_CONNECT_URL="${GPUPOOL_HUB_CONNECT_URL:-http://$GPUPOOL_HUB_IP:$((GPUPOOL_PORT + 81))}"
+    fi
+fi
 
 # Logins, made once and kept (mode 600) so that a restart keeps them.
 creds="$GPUPOOL_STATE_DIR/logins.env"
@@ -84,8 +106,8 @@ wait_for() {
     done
     die "no answer from $1 within a minute; see the messages above"
 }
-wait_for "http://127.0.0.1:$((GPUPOOL_PORT + 81))/hub/health"
-wait_for "http://127.0.0.1:$((GPUPOOL_PORT + 2))/services/gpupool/api/openapi.json"
+wait_for "http://${GPUPOOL_HUB_IP:-127.0.0.1}:$((GPUPOOL_PORT + 81))/hub/health"
+wait_for "http://${GPUPOOL_POOL_IP:-127.0.0.1}:$((GPUPOOL_PORT + 2))/services/gpupool/api/openapi.json"
 wait_for "$url/services/gpupool/api/openapi.json"
 
 cat >&2 <<MSG

@@ -1,6 +1,7 @@
 """The ``gpupool`` command.
 
-Hub-side subcommands live here (``plan``, ``check-config``, ``local-catalog``); the
+Hub-side subcommands live here (``plan``, ``check-config``, ``local-catalog``,
+``user-network``, ``db``, ``kernels``); the
 lab-side ones (``status``, ``specs``, ``usage``) in ``gpupool.lab.cli``.
 """
 
@@ -61,10 +62,62 @@ def cmd_local_catalog(args: argparse.Namespace) -> int:
         hami_core=args.hami_core,
         real_hami=args.real_hami,
         datasets_dir=Path(args.datasets_dir) if args.datasets_dir else None,
+        network=args.network,
     )
     _catalog(args.out)  # the result must load
     print(summary)
     return 0
+
+
+def cmd_user_network(args: argparse.Namespace) -> int:
+    """Make and check gpupool-users on bridge nodes; print each one's gateway."""
+    import asyncio
+
+    from .engines import Engines
+    from .networks import UnsafeNetwork, ensure_user_network, gateway_of, probe_isolation
+
+    catalog = _catalog(args.config)
+    nodes = [
+        n for n in catalog.nodes if n.network == "bridge" and n.name in (args.node or [n.name])
+    ]
+    unknown = sorted(set(args.node or ()) - {n.name for n in catalog.nodes})
+    if unknown:
+        known = ", ".join(n.name for n in catalog.nodes)
+        print(
+            f"gpupool user-network: no node {', '.join(unknown)} (nodes: {known})", file=sys.stderr
+        )
+        return 2
+    if not nodes:
+        print(
+            "gpupool user-network: no node of this selection uses network: bridge", file=sys.stderr
+        )
+        return 2
+
+    async def each() -> int:
+        engines = Engines()
+        failed = 0
+        for node in nodes:
+            try:
+                if args.probe_image:
+                    gateway = await probe_isolation(engines, node, args.probe_image)
+                    how = "isolation probed: containers on it do not reach each other"
+                else:
+                    await ensure_user_network(engines, node)
+                    info = await engines.call(node, "inspect_network", "gpupool-users")
+                    gateway, how = gateway_of(info), "not probed (--probe-image)"
+            except UnsafeNetwork as e:
+                print(f"gpupool user-network: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            except Exception as e:  # an engine that does not answer, an image it lacks
+                print(f"gpupool user-network: node {node.name}: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{node.name}: gpupool-users, gateway {gateway}; {how}", file=sys.stderr)
+            print(f"{node.name} {gateway}")
+        return 1 if failed else 0
+
+    return asyncio.run(each())
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -189,7 +242,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--datasets-dir",
         help="export scikit-learn's digits here and point the catalog's 'digits' at it",
     )
+    local.add_argument(
+        "--network",
+        choices=("bridge", "host"),
+        default="bridge",
+        help="the node's network (default bridge: servers isolated from each other and from "
+        "this machine's loopback; host: trusted users only)",
+    )
     local.set_defaults(func=cmd_local_catalog)
+
+    net = sub.add_parser(
+        "user-network",
+        help="make gpupool-users on bridge nodes, prove it isolates, print each gateway",
+        description="For each node with network: bridge (or those named): make the network "
+        "servers and trainings join (gpupool-users, inter-container communication off) when "
+        "missing, and with --probe-image prove that two containers on it cannot reach each "
+        "other. Prints '<node> <gateway>' per node on standard output; exits 1 when a node's "
+        "network does not isolate.",
+    )
+    net.add_argument(
+        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR or hub_config/)"
+    )
+    net.add_argument("--node", action="append", help="only this node (repeatable)")
+    net.add_argument(
+        "--probe-image", help="an image of the node with python3 (e.g. gpupool/singleuser:latest)"
+    )
+    net.set_defaults(func=cmd_user_network)
 
     db = sub.add_parser(
         "db",

@@ -10,9 +10,13 @@ are not catalog (ports, the state folder, secrets) come from the environment:
 - ``GPUPOOL_HUB_IP``: where the hub API listens (default 127.0.0.1); nodes on other hosts
   need an address they reach, and ``GPUPOOL_HUB_CONNECT_URL`` (e.g.
   ``http://10.0.0.5:8081``), the hub API's URL as their containers reach it
+- ``GPUPOOL_POOL_IP``: where the pool service listens (default 127.0.0.1). The quickstart
+  sets the host's address on gpupool-users, with GPUPOOL_HUB_IP: the proxy reaches the
+  service there, and so do servers on that network, which cannot reach the proxy on loopback
 - ``GPUPOOL_PUBLIC_URL``: the hub's public URL as users' servers reach it (default
   ``http://GPUPOOL_IP:GPUPOOL_PORT``); servers get ``<it>/services/gpupool/api`` as
-  ``GPUPOOL_API_URL``
+  ``GPUPOOL_API_URL`` (without it, and with GPUPOOL_POOL_IP on an address of one host,
+  they get the pool service's own URL there)
 - ``GPUPOOL_DB_URL``: the pool ledger's SQLAlchemy URL (default SQLite in the state folder)
 - ``GPUPOOL_HUB_DB_URL``: JupyterHub's own database (default SQLite in the state folder);
   it may be the pool's PostgreSQL database: their tables and schema versions are apart
@@ -65,6 +69,12 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _url_host(ip: str) -> str:
+    """``ip`` as the host part of a URL (IPv6 in brackets); ValueError unless an IP."""
+    addr = ipaddress.ip_address(ip.strip("[]"))
+    return f"[{addr}]" if addr.version == 6 else str(addr)
+
+
 def _loopback_url(url: str) -> bool:
     return _loopback(urllib.parse.urlsplit(url).hostname or "")
 
@@ -106,6 +116,16 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     ip = os.environ.get("GPUPOOL_IP", "127.0.0.1")
     port = _env_int("GPUPOOL_PORT", 8000)
 
+    pool_ip = os.environ.get("GPUPOOL_POOL_IP", "127.0.0.1")
+    try:
+        pool_host = _url_host(pool_ip)
+    except ValueError:
+        raise SystemExit(
+            f"GPUPOOL_POOL_IP={pool_ip!r} is not an IP address; it is where the pool service "
+            "listens (default 127.0.0.1)"
+        ) from None
+    pool_url = f"http://{pool_host}:{port + 2}"
+
     c.JupyterHub.bind_url = f"http://{ip}:{port}"
     c.JupyterHub.hub_bind_url = (
         f"http://{os.environ.get('GPUPOOL_HUB_IP', '127.0.0.1')}:{port + 81}"
@@ -114,13 +134,24 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     if connect:
         c.JupyterHub.hub_connect_url = connect
     public = os.environ.get("GPUPOOL_PUBLIC_URL") or f"http://{ip}:{port}"
+    # servers reach the pool through the proxy at the public URL; where that is loopback
+    # and the pool service listens on an address of this host, they reach it there
+    server_pool = f"{public.rstrip('/')}/services/{SERVICE}/api"
+    if (
+        not os.environ.get("GPUPOOL_PUBLIC_URL")
+        and _loopback_url(public)
+        and not _loopback(pool_ip)
+        and pool_ip.strip("[]") not in ("0.0.0.0", "::")
+    ):
+        server_pool = f"{pool_url}/services/{SERVICE}/api"
     for problem in bridge_reach(catalog, os.environ.get("GPUPOOL_HUB_IP", "127.0.0.1"), connect):
         raise SystemExit(problem)
-    if any(n.network == "bridge" for n in catalog.nodes) and _loopback_url(public):
+    if any(n.network == "bridge" for n in catalog.nodes) and _loopback_url(server_pool):
         print(
-            f"gpupool: warning: servers on bridge nodes reach the pool API at {public}, a "
+            f"gpupool: warning: servers on bridge nodes reach the pool API at {server_pool}, a "
             "loopback address outside their network namespace; set GPUPOOL_PUBLIC_URL to an "
-            "address they reach (the lab's pool panels need it)",
+            "address they reach, or GPUPOOL_POOL_IP on a single host (the lab's pool panels need "
+            "it)",
             file=sys.stderr,
         )
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
@@ -141,7 +172,7 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
             # the pool's pages log users in through the hub; their tokens carry the pool
             # scopes the user has (so pages can tell users, observers and admins apart)
             "oauth_client_allowed_scopes": [USE, OBSERVE, ADMIN],
-            "url": f"http://127.0.0.1:{port + 2}",
+            "url": pool_url,
             "command": [sys.executable, "-m", "gpupool.pool.service"],
             "environment": {
                 "GPUPOOL_CONFIG_DIR": str(directory.resolve()),
@@ -214,10 +245,9 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
     c.JupyterHub.spawner_class = "gpupool.gpuspawner.GpuPoolSpawner"
     c.GpuPoolSpawner.catalog_dir = str(directory.resolve())
-    c.GpuPoolSpawner.pool_api_url = f"http://127.0.0.1:{port + 2}/services/{SERVICE}/api"
+    c.GpuPoolSpawner.pool_api_url = f"{pool_url}/services/{SERVICE}/api"
     c.GpuPoolSpawner.pool_api_token = spawner_token
-    # servers reach the pool through the proxy (the service itself listens on loopback)
-    c.GpuPoolSpawner.server_pool_api_url = f"{public.rstrip('/')}/services/{SERVICE}/api"
+    c.GpuPoolSpawner.server_pool_api_url = server_pool
     c.Spawner.default_url = "/lab"
     # Servers outlive a hub restart (they keep their reservations; the hub finds them again).
     c.JupyterHub.cleanup_servers = False

@@ -61,6 +61,7 @@ def write_local_catalog(
     hami_core: str,
     real_hami: bool,
     datasets_dir: Path | None = None,
+    network: str = "bridge",
 ) -> str:
     """Copy ``src`` to ``out`` with nodes.yaml replaced by this machine; returns a summary.
     With ``datasets_dir``, the catalog's ``digits`` dataset is scikit-learn's bundled
@@ -75,7 +76,7 @@ def write_local_catalog(
         "name": "local",
         "engine": engine,
         "address": "127.0.0.1",
-        "network": "host",
+        "network": network,
         "cpu": os.cpu_count() or 1,
         "memory": f"{_mem_mib()}MiB",
         "hami_core": hami_core,

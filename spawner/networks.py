@@ -98,3 +98,84 @@ async def ensure_user_network(engines: Engines, node: Node) -> str:
         info = await engines.call(node, "inspect_network", same[0]["Id"])
     check_user_network(info, node.name)
     return USER_NETWORK
+
+
+def gateway_of(info: dict[str, Any]) -> str:
+    """The host's address on a network (docker's network inspect), "" when it has none."""
+    for conf in (info.get("IPAM") or {}).get("Config") or ():
+        if conf.get("Gateway"):
+            return str(conf["Gateway"])
+    return ""
+
+
+# A listener on the probe port, then (in the second container) a connect to the first.
+_LISTEN = (
+    "import socket, time\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 7777)); s.listen(8); time.sleep(120)\n"
+)
+_CONNECT = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.settimeout(3)\n"
+    "try:\n    s.connect((sys.argv[1], 7777)); print('open')\n"
+    "except OSError as e:\n    print(type(e).__name__)\n"
+)
+
+
+async def probe_isolation(engines: Engines, node: Node, image: str) -> str:
+    """Prove on ``node`` that two containers on the user network cannot reach each other;
+    returns the network's gateway (the host's address on it).
+
+    The network's ICC option is only a request: an engine started with
+    ``--iptables=false`` keeps it and isolates nothing. So one container listens, the
+    same container reaches its own listener at its network address (it is up), and a
+    second one must not reach it. UnsafeNetwork says which part failed."""
+    await ensure_user_network(engines, node)
+    info = await engines.call(node, "inspect_network", USER_NETWORK)
+    labels = {f"{LABEL}.probe": "isolation"}
+    made: list[str] = []
+
+    async def run(cmd: list[str]) -> str:
+        host = await engines.call(node, "create_host_config", network_mode=USER_NETWORK)
+        c = await engines.call(
+            node, "create_container", image, command=cmd, labels=labels, host_config=host
+        )
+        made.append(c["Id"])
+        await engines.call(node, "start", c["Id"])
+        return str(c["Id"])
+
+    async def connect(cid: str, ip: str) -> str:
+        ex = await engines.call(node, "exec_create", cid, ["python3", "-c", _CONNECT, ip])
+        out = await engines.call(node, "exec_start", ex["Id"])
+        return out.decode(errors="replace").strip()
+
+    try:
+        listener = await run(["python3", "-c", _LISTEN])
+        ip = ""
+        for _ in range(50):
+            state = await engines.call(node, "inspect_container", listener)
+            ip = state["NetworkSettings"]["Networks"].get(USER_NETWORK, {}).get("IPAddress", "")
+            if ip and (await connect(listener, ip)) == "open":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise UnsafeNetwork(
+                f"the isolation probe on node {node.name} could not reach its own listener "
+                f"on {USER_NETWORK} ({ip or 'no address'}); is {image} a gpupool image?"
+            )
+        other = await run(["python3", "-c", _LISTEN])
+        got = await connect(other, ip)
+        if got == "open":
+            raise UnsafeNetwork(
+                f"on node {node.name} one container on {USER_NETWORK} reached another although "
+                f"the network has {ICC}=false: the engine does not enforce it (dockerd started "
+                "with --iptables=false?). Start dockerd with its default iptables management, "
+                "or use network: host for trusted users only"
+            )
+    finally:
+        for cid in made:
+            try:
+                await engines.call(node, "remove_container", cid, force=True)
+            except (APIError, NotFound) as e:
+                log.warning("isolation probe: could not remove %s: %s", cid[:12], e)
+    return gateway_of(info)

@@ -277,7 +277,7 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                     "address", url.hostname if url.scheme == "tcp" and url.hostname else "127.0.0.1"
                 ),
                 tls=tls,
-                network=n.get("network", "host"),
+                network=n.get("network", "bridge"),
                 gpu_runtime=runtime,
                 hami_core=n.get("hami_core", "/usr/local/vgpu/libvgpu.so"),
                 disk_mib=ck.size(f"{where}: disk", n["disk"]) if "disk" in n else None,

@@ -111,7 +111,7 @@ class Node:
     memory_mib: int
     address: str = "127.0.0.1"
     tls: Tls | None = None
-    network: Literal["host", "bridge"] = "host"
+    network: Literal["host", "bridge"] = "bridge"
     gpu_runtime: GpuRuntime = "nvidia"
     hami_core: str = "/usr/local/vgpu/libvgpu.so"
     disk_mib: int | None = None

@@ -177,12 +177,12 @@ NODE: dict[str, Any] = {
         },
         "network": {
             "enum": ["host", "bridge"],
-            "description": "host: servers share the node's network namespace, each on a port "
-            "from ports (trusted users only: they reach the node's loopback services and each "
-            "other's ports); bridge: servers and trainings join gpupool's own network "
-            "gpupool-users (inter-container communication off; the engine must manage "
+            "description": "bridge (the default): servers and trainings join gpupool's own "
+            "network gpupool-users (inter-container communication off; the engine must manage "
             "iptables), port 8888 published on address at a port from ports, and the hub API "
-            "must listen where they reach it (GPUPOOL_HUB_IP) (default host)",
+            "must listen where they reach it (GPUPOOL_HUB_IP); host: servers share the node's "
+            "network namespace, each on a port from ports (trusted users only: they reach the "
+            "node's loopback services and each other's ports)",
         },
         "gpu_runtime": {
             "enum": ["nvidia", "cdi", "none"],

@@ -85,6 +85,7 @@ def hub(
     node = {
         "name": "node-a",
         "engine": engine.unix_url,
+        "network": "host",  # the test engine has no bridge
         "gpu_runtime": "none",
         "cpu": 8,
         "memory": "16GiB",

@@ -3,10 +3,13 @@ the real hub, proxy, pool service and a Docker engine that manages iptables (its
 dockerd, still without a default bridge; the test node's engine also listens on TCP+TLS
 on 127.0.0.1, as a remote node's would).
 
-From inside alice's server, probed with plain TCP connects: bob's server (its address on
-the network, and its port published on the node), the node's engine, the proxy's API and
-the pool service (on loopback and on the host's address on the network) do not answer;
-the hub API does, and so does her own server. The same ports answer from the host, so a
+The hub is set up as the quickstart sets it up: the hub API and the pool service listen
+on the host's address on gpupool-users, the proxy on loopback. From inside alice's server,
+probed with plain TCP connects: bob's server (its address on the network, and its port
+published on the node), the node's engine, the proxy's API (on loopback and on the host's
+address on the network) and anything on the host's loopback do not answer; the hub API
+does, the pool API answers her token at the URL the spawner gave her (and refuses no
+token), and her own server answers. The same ports answer from the host, so a
 closed door is the network's doing, not a service that was down. (The test node's address
 is 127.0.0.1, where the engine publishes servers' ports: a node whose address is routable
 publishes them there, reachable from containers too, as README's tenant isolation says.) (Before: a bridge node's
@@ -35,7 +38,7 @@ from gpupool.container import BRIDGE_PORT, USER_NETWORK
 from gpupool.engines import Engines
 from gpupool.networks import ICC, ensure_user_network
 from tests.support.catalogs import write_engine_catalog
-from tests.support.docker import Engine, ensure_docker_installed, stop_engines
+from tests.support.docker import SINGLEUSER_TAG, Engine, ensure_docker_installed, stop_engines
 from tests.support.hub import Hub
 from tests.support.images import ensure_image
 from tests.support.servers import api, reservation_of, spawn, start, wait_ready, wait_stopped
@@ -61,6 +64,22 @@ try:
         out["hub API answers"] = json.load(r).get("version", "no version")
 except Exception as e:
     out["hub API answers"] = repr(e)
+# the pool API where the spawner told this server to find it, with and without its token
+import os
+api = os.environ.get("GPUPOOL_API_URL", "")
+out["pool API URL"] = api
+for name, headers in (
+    ("pool API with her token", {"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}),
+    ("pool API without a token", {}),
+):
+    try:
+        req = urllib.request.Request(api + "/specs", headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            out[name] = r.status
+    except urllib.error.HTTPError as e:
+        out[name] = e.code
+    except Exception as e:
+        out[name] = repr(e)
 print(json.dumps(out))
 """
 
@@ -82,14 +101,15 @@ def hub(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hu
     nodes = yaml.safe_load((folder / "nodes.yaml").read_text())
     nodes["nodes"][0]["network"] = "bridge"
     (folder / "nodes.yaml").write_text(yaml.safe_dump(nodes))
-    # the network exists before the hub starts (the quickstart makes it the same way), so
-    # that the hub API can listen on the host's address on it
+    # as the quickstart does it: the network exists before the hub starts, and the hub API
+    # and the pool service listen on the host's address on it (the proxy on loopback)
     node = load_catalog(folder).nodes[0]
     asyncio.run(ensure_user_network(Engines(), node))
     gateway = gateway_of(engine)
     h = Hub(folder)
     h.extra_env = {
         "GPUPOOL_HUB_IP": gateway,
+        "GPUPOOL_POOL_IP": gateway,
         "GPUPOOL_HUB_CONNECT_URL": f"http://{gateway}:{h.port + 81}",
     }
     h.start()
@@ -144,13 +164,14 @@ def test_a_server_reaches_the_hub_and_itself_and_nothing_else(hub: Hub, engine: 
             ("the node's engine at the host's address", gateway, engine_port),
             ("the proxy's API", "127.0.0.1", hub.port + 1),
             ("the proxy's API via the host", gateway, hub.port + 1),
-            ("the pool service", "127.0.0.1", hub.port + 2),
-            ("the pool service via the host", gateway, hub.port + 2),
+            ("the pool service on loopback", "127.0.0.1", hub.port + 2),
             ("the hub API on loopback", "127.0.0.1", hub.port + 81),
         ]
         opened = [
             ("her own server", "127.0.0.1", BRIDGE_PORT),
             ("the hub API", gateway, hub.port + 81),
+            # as public as through the proxy: every call needs a hub token
+            ("the pool service", gateway, hub.port + 2),
         ]
         got = probe(
             engine,
@@ -163,6 +184,10 @@ def test_a_server_reaches_the_hub_and_itself_and_nothing_else(hub: Hub, engine: 
         }, got
         assert not [name for name, _, _ in closed if got[name] == "open"], got
         assert got["hub API answers"][0].isdigit(), got  # a version: the hub answered her
+        # her lab's pool panels work: the spawner gave her the pool service's own URL
+        assert got["pool API URL"] == f"http://{gateway}:{hub.port + 2}/services/gpupool/api"
+        assert got["pool API with her token"] == 200, got
+        assert got["pool API without a token"] in (401, 403), got
 
         # from the host every one of those doors is open: it is the network that shuts them
         for name, host, port in [
@@ -170,7 +195,6 @@ def test_a_server_reaches_the_hub_and_itself_and_nothing_else(hub: Hub, engine: 
             ("bob's port published on the node", "127.0.0.1", bob["port"]),
             ("the node's engine (TCP+TLS)", "127.0.0.1", engine_port),
             ("the proxy's API", "127.0.0.1", hub.port + 1),
-            ("the pool service", "127.0.0.1", hub.port + 2),
         ]:
             assert from_host(host, port), f"{name} ({host}:{port}) does not answer the host either"
 
@@ -212,3 +236,57 @@ def test_a_network_of_our_name_that_does_not_isolate_is_refused(hub: Hub, engine
     finally:
         client.networks.get(USER_NETWORK).remove()
         client.networks.create(USER_NETWORK, driver="bridge", options={ICC: "false"}, ipam=ipam)
+
+
+def run_user_network(catalog: Any, *args: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "gpupool.cli", "user-network", "--config", str(catalog), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def probes_left(engine: Engine) -> list[str]:
+    found = engine.client().containers.list(all=True, filters={"label": "io.gpupool.probe"})
+    return [c.name for c in found]
+
+
+def test_the_quickstarts_probe_tells_an_engine_that_isolates_from_one_that_does_not(
+    hub: Hub, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`gpupool user-network --probe-image`, which the quickstart runs before the hub
+    starts: on this engine two containers on gpupool-users do not reach each other, and it
+    prints the gateway the hub API then listens on. On an engine started with
+    --iptables=false the network's ICC option is accepted and does nothing: the probe
+    sees one container reach the other and says so (exit 1), where checking the option
+    alone would have passed it."""
+    folder = hub.catalog_dir
+    ok = run_user_network(folder, "--probe-image", SINGLEUSER_TAG)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == [NODE, gateway_of(engine)], ok.stdout
+    assert "containers on it do not reach each other" in ok.stderr
+    assert probes_left(engine) == []
+
+    loose = Engine("node-noipt")  # --bridge none --iptables=false, as MACHINE.md's second engine
+    loose.start()
+    try:
+        ensure_image([loose])
+        other = write_engine_catalog(tmp_path_factory.mktemp("loose"), {"node-noipt": loose})
+        nodes = yaml.safe_load((other / "nodes.yaml").read_text())
+        nodes["nodes"][0]["network"] = "bridge"
+        (other / "nodes.yaml").write_text(yaml.safe_dump(nodes))
+        bad = run_user_network(other, "--probe-image", SINGLEUSER_TAG)
+        assert bad.returncode == 1, (bad.stdout, bad.stderr)
+        assert "reached another although the network has" in bad.stderr, bad.stderr
+        assert "--iptables=false" in bad.stderr
+        assert bad.stdout == ""  # no gateway for the quickstart to use
+        assert probes_left(loose) == []
+        # an unknown node is named with the ones there are
+        wrong = run_user_network(other, "--node", "nope")
+        assert wrong.returncode == 2 and "no node nope (nodes: node-noipt)" in wrong.stderr
+    finally:
+        stop_engines([loose])

@@ -23,6 +23,9 @@ ENV = {
     "GPUPOOL_OIDC_ISSUER": "https://sso.example.org/realms/lab",
     "GPUPOOL_OIDC_ALLOWED_GROUPS": "gpu-users gpu-admins",
     "GPUPOOL_OIDC_ADMIN_GROUPS": "gpu-admins",
+    # hub_config's node is on network: bridge: its servers reach the hub API here
+    "GPUPOOL_HUB_IP": "10.0.0.5",
+    "GPUPOOL_HUB_CONNECT_URL": "http://10.0.0.5:8081",
 }
 
 
@@ -115,5 +118,7 @@ def test_missing_setting_names_the_variable(
     monkeypatch.setenv("GPUPOOL_CONFIG_DIR", str(catalog_dir))
     monkeypatch.setenv("GPUPOOL_STATE_DIR", str(catalog_dir.parent / "state"))
     monkeypatch.setenv("GPUPOOL_AUTH_CONFIG", str(REPO / "deploy" / "auth" / "oidc.py"))
+    monkeypatch.setenv("GPUPOOL_HUB_IP", ENV["GPUPOOL_HUB_IP"])
+    monkeypatch.setenv("GPUPOOL_HUB_CONNECT_URL", ENV["GPUPOOL_HUB_CONNECT_URL"])
     with pytest.raises(KeyError, match="GPUPOOL_OIDC_ISSUER"):
         PyFileConfigLoader("jupyterhub_config.py", path=str(REPO)).load_config()

@@ -83,7 +83,7 @@ def test_parsed_values(cat: Path) -> None:
     assert n.cpu_millicores == 64_000
     assert n.memory_mib == 512 * GIB
     assert n.disk_mib == 4 * TIB
-    assert n.gpu_runtime == "none" and n.network == "host" and n.address == "127.0.0.1"
+    assert n.gpu_runtime == "none" and n.network == "bridge" and n.address == "127.0.0.1"
     assert n.labels == {"zone": "demo"}
     assert n.tls is None
     assert [g.index for g in n.gpus] == [0, 1, 2, 3]
@@ -136,7 +136,7 @@ def test_node_defaults_and_gpu_order(cat: Path) -> None:
     edit(cat, "nodes.yaml", change)
     n = load_catalog(cat).nodes[0]
     assert n.address == "127.0.0.1"
-    assert n.network == "host"
+    assert n.network == "bridge"  # isolated unless a node says host
     assert n.gpu_runtime == "nvidia"
     assert n.hami_core == "/usr/local/vgpu/libvgpu.so"
     assert n.disk_mib is None

@@ -157,3 +157,54 @@ def test_the_hub_config_exits_with_the_reason(
     c = Config()
     configure(c, tmp_path / "catalog")
     assert c.JupyterHub.hub_connect_url == "http://10.0.0.5:8081"
+
+
+def test_the_pool_service_listens_where_bridge_servers_reach_it_on_one_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quickstart's setting: GPUPOOL_POOL_IP on the host's address on gpupool-users.
+    The proxy, the spawner and the servers all find the pool service there; a public URL
+    set by the admin still wins for servers; a value that is not an address is refused."""
+    import shutil
+
+    from traitlets.config import Config
+
+    from gpupool.hub import configure
+
+    src = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
+    shutil.copytree(src, tmp_path / "catalog")
+    monkeypatch.setenv("GPUPOOL_STATE_DIR", str(tmp_path / "state"))
+    for k in ("GPUPOOL_PUBLIC_URL", "GPUPOOL_PORT", "GPUPOOL_IP"):
+        monkeypatch.delenv(k, raising=False)
+
+    monkeypatch.delenv("GPUPOOL_POOL_IP", raising=False)
+    c = Config()
+    configure(c, tmp_path / "catalog")
+    pool = next(s for s in c.JupyterHub.services if s["name"] == "gpupool")
+    assert pool["url"] == "http://127.0.0.1:8002"
+    assert c.GpuPoolSpawner.server_pool_api_url == "http://127.0.0.1:8000/services/gpupool/api"
+
+    monkeypatch.setenv("GPUPOOL_POOL_IP", "172.30.0.1")
+    c = Config()
+    configure(c, tmp_path / "catalog")
+    pool = next(s for s in c.JupyterHub.services if s["name"] == "gpupool")
+    assert pool["url"] == "http://172.30.0.1:8002"
+    assert c.GpuPoolSpawner.pool_api_url == "http://172.30.0.1:8002/services/gpupool/api"
+    assert c.GpuPoolSpawner.server_pool_api_url == "http://172.30.0.1:8002/services/gpupool/api"
+
+    monkeypatch.setenv("GPUPOOL_PUBLIC_URL", "https://gpu.example.org")
+    c = Config()
+    configure(c, tmp_path / "catalog")
+    assert c.GpuPoolSpawner.server_pool_api_url == "https://gpu.example.org/services/gpupool/api"
+
+    monkeypatch.setenv("GPUPOOL_POOL_IP", "fd00::1")
+    c = Config()
+    configure(c, tmp_path / "catalog")
+    pool = next(s for s in c.JupyterHub.services if s["name"] == "gpupool")
+    assert pool["url"] == "http://[fd00::1]:8002"
+
+    monkeypatch.setenv("GPUPOOL_POOL_IP", "hub.example.org")
+    with pytest.raises(
+        SystemExit, match=r"GPUPOOL_POOL_IP=.hub\.example\.org. is not an IP address"
+    ):
+        configure(Config(), tmp_path / "catalog")

@@ -90,6 +90,10 @@ class FakeEngine:
             if "owner" in c:
                 labels = {**labels, "io.gpupool.owner": c["owner"]}
             return {"Id": args[0], "State": c["state"], "Config": {"Labels": labels}}
+        if method in ("networks", "inspect_network"):  # gpupool-users as gpupool makes it
+            icc = {"com.docker.network.bridge.enable_icc": "false"}
+            net = {"Name": "gpupool-users", "Id": "n1", "Driver": "bridge", "Options": icc}
+            return [net] if method == "networks" else net
         if method == "inspect_volume":
             if args[0] not in self.volumes:
                 raise NotFound("no such volume")
