@@ -11,6 +11,7 @@ servers again.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -282,9 +283,26 @@ class GpuPoolSpawner(DockerSpawner):
         self.image = image.reference
         self.object_name = name
         self._event(10, f"reserving {spec.display_name}")
+        # named before asking: a start cancelled (or timed out) while the pool's answer is
+        # under way still frees what the pool may have reserved
+        self.reservation_id = "r-" + secrets.token_hex(8)
         try:
-            res = await self.pool.reserve(
-                owner=self.user.name, spec=spec.slug, server_name=self.name, container=name
+            res = await self._reserve(spec, name)
+            node = await self._place(res, spec, image)
+        except BaseException:
+            await self._undo_start()
+            raise
+        self.log.info("%s placed in %.2fs", self._log_name, time.monotonic() - t0)
+        return (node.address, self.reserved_port)
+
+    async def _reserve(self, spec: Any, name: str) -> dict[str, Any]:
+        try:
+            return await self.pool.reserve(
+                owner=self.user.name,
+                spec=spec.slug,
+                server_name=self.name,
+                container=name,
+                rid=self.reservation_id,
             )
         except PoolError as e:
             if e.status == 403 and e.body.get("reason") == "quota":
@@ -296,6 +314,9 @@ class GpuPoolSpawner(DockerSpawner):
                     e.body.get("message", "no capacity"), e.body.get("nodes")
                 ) from None
             raise
+
+    async def _place(self, res: dict[str, Any], spec: Any, image: Any) -> Node:
+        """Create and start the container for the reservation ``res``."""
         self.node_name, self.reservation_id, self.reserved_port = (
             res["node"],
             res["id"],
@@ -308,50 +329,45 @@ class GpuPoolSpawner(DockerSpawner):
         self._event(
             30, f"reserved {describe_shares(gpus, spec.gpu_sm_percent)} on {self.node_name}"
         )
+        node = self.node
+        host_network = node.network == "host"
+        self.ip = node.address if host_network else "0.0.0.0"
+        self.port = self.reserved_port if host_network else BRIDGE_PORT
         try:
-            node = self.node
-            host_network = node.network == "host"
-            self.ip = node.address if host_network else "0.0.0.0"
-            self.port = self.reserved_port if host_network else BRIDGE_PORT
+            home = await home_for(shared_engines(), node, self.user.name)
+        except NotYours as e:
+            self._event(100, str(e))
+            raise NameTaken(str(e)) from None
+        if not host_network:
             try:
-                home = await home_for(shared_engines(), node, self.user.name)
-            except NotYours as e:
+                await ensure_user_network(shared_engines(), node)
+            except UnsafeNetwork as e:
                 self._event(100, str(e))
-                raise NameTaken(str(e)) from None
-            if not host_network:
-                try:
-                    await ensure_user_network(shared_engines(), node)
-                except UnsafeNetwork as e:
-                    self._event(100, str(e))
-                    raise web.HTTPError(503, str(e)) from None
-            plan = build_container(
-                user=self.user.name,
-                home=home,
-                server=self.name,
-                spec=spec,
-                image=image,
-                node=node,
-                reservation_id=self.reservation_id,
-                gpus=gpus,
-                hub_env=self.get_env(),
-                port=self.reserved_port,
-                command=await self.get_command(),
-                cache_root=self.hami_cache_root or None,
-                pool_url=self.server_pool_api_url,
-                datasets=self.catalog.datasets,
-            )
-            self._event(50, f"creating the container on {node.name} from {image.name}")
-            await self._create(plan)
-            self._event(70, "waiting for JupyterLab")
-            try:
-                await self.pool.started(self.reservation_id, self.object_id)
-            except PoolError as e:  # the reconciler still finds it; only slower to notice loss
-                self.log.warning("%s: could not report the container: %s", self._log_name, e)
-        except BaseException:
-            await self._undo_start()
-            raise
-        self.log.info("%s placed in %.2fs", self._log_name, time.monotonic() - t0)
-        return (node.address, self.reserved_port)
+                raise web.HTTPError(503, str(e)) from None
+        plan = build_container(
+            user=self.user.name,
+            home=home,
+            server=self.name,
+            spec=spec,
+            image=image,
+            node=node,
+            reservation_id=self.reservation_id,
+            gpus=gpus,
+            hub_env=self.get_env(),
+            port=self.reserved_port,
+            command=await self.get_command(),
+            cache_root=self.hami_cache_root or None,
+            pool_url=self.server_pool_api_url,
+            datasets=self.catalog.datasets,
+        )
+        self._event(50, f"creating the container on {node.name} from {image.name}")
+        await self._create(plan)
+        self._event(70, "waiting for JupyterLab")
+        try:
+            await self.pool.started(self.reservation_id, self.object_id)
+        except PoolError as e:  # the reconciler still finds it; only slower to notice loss
+            self.log.warning("%s: could not report the container: %s", self._log_name, e)
+        return node
 
     async def _create(self, plan: ContainerPlan) -> None:
         try:  # a container left by a crashed start: replaced only when it is ours
@@ -370,22 +386,46 @@ class GpuPoolSpawner(DockerSpawner):
         await self.docker("start", self.object_id)
 
     async def _undo_start(self) -> None:
-        """Remove what a failed start created and give the GPUs back."""
-        if self.node_name and self.object_name:
-            try:
-                await remove_own_container(
-                    shared_engines(), self.node, self.object_name, self.user.name
-                )
-            except (NotFound, EngineUnreachable, NotYours):
-                pass
-            except Exception:
-                self.log.exception("could not remove %s after a failed start", self.object_name)
-        if self.reservation_id:
-            try:
-                await self.pool.release(self.reservation_id)
-            except Exception:
-                self.log.exception("could not release %s after a failed start", self.reservation_id)
+        """Remove what a failed start created and give the GPUs back; where the container
+        may still run (its engine did not answer), the pool finishes that later."""
+        if await self._remove_container("a failed start"):
+            if self.reservation_id:
+                try:
+                    await self.pool.release(self.reservation_id)
+                except Exception:
+                    self.log.exception(
+                        "could not release %s after a failed start", self.reservation_id
+                    )
         self.clear_state()
+
+    async def _remove_container(self, why: str) -> bool:
+        """Remove this server's container. False when it may still run: the engine did not
+        answer or refused; the reservation is then left to the pool with a pending stop
+        (its reconciler removes the container and frees the GPUs when the node answers)."""
+        if not (self.node_name and self.object_name):
+            return True  # nothing was placed
+        try:
+            await remove_own_container(
+                shared_engines(), self.node, self.object_name, self.user.name
+            )
+            return True
+        except NotYours as e:  # ours is gone; never remove another's
+            self.log.error("%s: %s", self._log_name, e)
+            return True
+        except Exception as e:  # EngineUnreachable, an engine error: it may still run
+            self.log.warning(
+                "%s: could not remove %s on %s (%s); the pool stops it when the node answers",
+                self._log_name, self.object_name, self.node_name, e,
+            )  # fmt: skip
+        if self.reservation_id:
+            reason = f"{why}: removed when node {self.node_name} answered again"
+            try:
+                await self.pool.stop_pending(self.reservation_id, reason)
+            except Exception:
+                self.log.exception(
+                    "could not leave the stop of %s to the pool", self.reservation_id
+                )
+        return False
 
     async def poll(self) -> int | str | None:  # type: ignore[override]
         if self._in_start:
@@ -415,13 +455,6 @@ class GpuPoolSpawner(DockerSpawner):
         return f"ExitCode={state.get('ExitCode')}, Error={state.get('Error')!r}"
 
     async def stop(self, now: bool = False) -> None:  # type: ignore[override]
-        if self.node_name and self.object_name:
-            try:
-                await remove_own_container(
-                    shared_engines(), self.node, self.object_name, self.user.name
-                )
-            except NotYours as e:  # ours is gone; never remove another's
-                self.log.error("%s: %s", self._log_name, e)
-        if self.reservation_id:
+        if await self._remove_container("stopped by the hub") and self.reservation_id:
             await self.pool.release(self.reservation_id)
         self.clear_state()

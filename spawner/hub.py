@@ -37,6 +37,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import signal
 import sys
 import urllib.parse
 from pathlib import Path
@@ -104,8 +105,21 @@ def bridge_reach(catalog: Any, hub_ip: str, connect: str | None) -> list[str]:
     ]
 
 
+def _services_hear_interrupts() -> None:
+    """A hub started in the background of a script (the quickstart, ``cmd &``) inherits
+    SIGINT ignored, and so would its managed services: JupyterHub stops each one with
+    SIGINT first and waits before it sends SIGTERM, so one service ignoring it (the idle
+    culler) kept the hub's shutdown at half a minute. Services inherit the default."""
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread (a test loading the config): nothing to fix
+        pass
+
+
 def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None:
     """Fill a JupyterHub config object ``c`` for a gpupool hub."""
+    _services_hear_interrupts()
     directory = Path(catalog_dir) if catalog_dir is not None else config_dir()
     try:
         catalog = load_catalog(directory)

@@ -46,7 +46,7 @@ class PoolClient:
         return (await self.request("GET", "specs"))["specs"]
 
     async def reserve(
-        self, *, owner: str, spec: str, server_name: str, container: str
+        self, *, owner: str, spec: str, server_name: str, container: str, rid: str = ""
     ) -> dict[str, Any]:
         body = {
             "spec": spec,
@@ -55,6 +55,8 @@ class PoolClient:
             "kind": "notebook",
             "container": container,
         }
+        if rid:
+            body["id"] = rid
         return await self.request("POST", "reservations", body)
 
     async def get(self, rid: str) -> dict[str, Any] | None:
@@ -68,6 +70,15 @@ class PoolClient:
     async def started(self, rid: str, container_id: str) -> None:
         """Tell the pool the reservation's container runs (the reconciler watches it)."""
         await self.request("POST", f"reservations/{rid}/started", {"container_id": container_id})
+
+    async def stop_pending(self, rid: str, reason: str) -> None:
+        """Keep ``rid`` until its node answers; the pool then removes its container and
+        frees it. Already gone is success."""
+        try:
+            await self.request("POST", f"reservations/{rid}/stop", {"reason": reason[:255]})
+        except PoolError as e:
+            if e.status not in (404, 409):
+                raise
 
     async def release(self, rid: str) -> None:
         try:

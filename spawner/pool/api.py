@@ -366,8 +366,10 @@ class ReservationsHandler(BaseHandler):
             )
         rid = data.get("id")
         if rid is not None:
-            if not self.caller.is_admin:
-                raise ApiError(403, "only pool admins may choose a reservation id")
+            # the spawner names its reservation before asking, so that a start cancelled
+            # while the answer is under way can still free it
+            if not self.caller.acts_for_others:
+                raise ApiError(403, "only the hub's spawner and pool admins choose an id")
             if not isinstance(rid, str) or not re.fullmatch(ID_RE, rid):
                 raise ApiError(400, f"id must match {ID_RE}")
         container = data.get("container")

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..exposition import Family, render
 from .api import ID_RE, ApiError, BaseHandler
+from .ledger import STOP_PENDING
 
 
 class _HealthHandler(BaseHandler):
@@ -108,6 +109,47 @@ class ReservationStartedHandler(_HealthHandler):
         self.finish()
 
 
+class ReservationStopHandler(_HealthHandler):
+    """The hub's spawner stopped a server while its node did not answer: the container may
+    still run, so the reservation is kept, with a pending stop that the reconciler finishes
+    (container removed, then the reservation freed) when the node answers again."""
+
+    async def post(self, rid: str) -> None:
+        found = await self.ctx.run(self.ctx.ledger.get, rid)
+        if found is None or not self.caller.may_see(found.owner):
+            raise ApiError(404, f"no reservation {rid!r}")
+        if not self.caller.acts_for_others:
+            raise ApiError(403, "only the hub's spawner and pool admins leave stops pending")
+        data = self.body({"reason"})
+        reason = data.get("reason", f"stopped by {self.caller.name}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ApiError(400, "reason must be a non-empty string")
+        if found.state != "active":
+            raise ApiError(409, f"reservation {rid} is {found.state}")
+        message = (
+            f"Your server on {found.node} was stopped while the node did not answer. Its "
+            "container may still run there; the pool removes it and frees its GPUs as soon "
+            "as the node answers. Your home folder is kept."
+        )
+        if found.kind == "training":
+            message = message.replace("Your server", "Your training").replace(
+                " Your home folder is kept.", ""
+            )
+        ok = await self.ctx.run(
+            self.ctx.ledger.set_notice, rid, STOP_PENDING, message, None, reason.strip()[:255]
+        )
+        if not ok:
+            raise ApiError(409, f"reservation {rid} is no longer active")
+        self.send(
+            {
+                "status": 202,
+                "message": f"reservation {rid} is kept until node {found.node} answers; then "
+                "its container is removed and the reservation freed",
+            },
+            status=202,
+        )
+
+
 class PrometheusHandler(_HealthHandler):
     """Pool gauges in Prometheus text format (scrape with an observer's token)."""
 
@@ -180,4 +222,5 @@ def health_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
         (rf"{api}/nodes/({ID_RE})/history", NodeHistoryHandler),
         (rf"{api}/reservations/({ID_RE})/metrics", ReservationMetricsHandler),
         (rf"{api}/reservations/({ID_RE})/started", ReservationStartedHandler),
+        (rf"{api}/reservations/({ID_RE})/stop", ReservationStopHandler),
     ]

@@ -50,7 +50,11 @@ from .tables import (
     utcnow,
 )
 
-__all__ = ["Ledger", "LedgerError", "Reservation"]
+__all__ = ["STOP_PENDING", "Ledger", "LedgerError", "Reservation"]
+
+# The notice of a reservation whose workload is to be stopped once its node answers: the
+# hub stopped the server while the node's engine did not answer (issue 18).
+STOP_PENDING = "stop-pending"
 
 
 class Ledger:
@@ -525,13 +529,19 @@ class Ledger:
         act_at: dt.datetime | None = None,
         stop_reason: str | None = None,
     ) -> bool:
-        """Post (or replace) the notice of an active reservation; False if it is not active."""
+        """Post (or replace) the notice of an active reservation; False if it is not active,
+        or if it has a stop pending (STOP_PENDING: no other notice replaces that one)."""
         with self._write() as conn:
             conn.info["unchanged"] = True  # notices do not change placements
             state = conn.execute(
                 select(reservations.c.state).where(reservations.c.id == rid)
             ).scalar()
             if state != "active":
+                return False
+            held = conn.execute(
+                select(notices.c.kind).where(notices.c.reservation_id == rid)
+            ).scalar()
+            if held == STOP_PENDING and kind != STOP_PENDING:
                 return False
             conn.execute(delete(notices).where(notices.c.reservation_id == rid))
             conn.execute(
@@ -547,9 +557,25 @@ class Ledger:
             return True
 
     def clear_notice(self, rid: str) -> None:
+        """Withdraw a reservation's notice (never a pending stop: that ends with a release)."""
         with self._write() as conn:
             conn.info["unchanged"] = True
-            conn.execute(delete(notices).where(notices.c.reservation_id == rid))
+            conn.execute(
+                delete(notices).where(
+                    notices.c.reservation_id == rid, notices.c.kind != STOP_PENDING
+                )
+            )
+
+    def stops_pending(self) -> dict[str, str]:
+        """Reservation id -> release reason, for active reservations whose workload is to
+        be stopped as soon as its node answers (the reconciler finishes those)."""
+        q = (
+            select(notices.c.reservation_id, notices.c.stop_reason)
+            .join(reservations, reservations.c.id == notices.c.reservation_id)
+            .where(reservations.c.state == "active", notices.c.kind == STOP_PENDING)
+        )
+        with self.engine.connect() as conn:
+            return {r.reservation_id: r.stop_reason or "stop pending" for r in conn.execute(q)}
 
     def notices(self, owner: str | None = None) -> list[dict[str, object]]:
         """The notices of active reservations (of one owner), oldest first."""

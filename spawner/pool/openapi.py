@@ -547,6 +547,38 @@ def _document(prefix: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/reservations/{id}/stop": {
+                "post": {
+                    "summary": "The spawner stopped the workload while its node did not answer: "
+                    "keep the reservation, remove its container and free it when the node "
+                    "answers (the hub's spawner and pool admins)",
+                    "parameters": [_ID],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "reason": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "description": "kept as the release reason "
+                                            "(cut to 255 characters)",
+                                        }
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "202": _json(_ERR, "kept; the stop is finished when the node answers"),
+                        "404": _json(_ERR, "not found or not yours"),
+                        "409": _json(_ERR, "the reservation is released"),
+                        **_ERRORS,
+                    },
+                }
+            },
             "/usage": {
                 "get": {
                     "summary": "GPU-hours and cost of a month by spec, with the quota left "

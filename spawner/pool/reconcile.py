@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from docker.errors import NotFound
+
 from ..catalog.models import Node
 from ..container import LABEL
 from .ledger import Reservation
@@ -66,6 +68,9 @@ class Decision:
     orphans: list[Container] = field(default_factory=list)  # running, no active reservation
     stop: list[Container] = field(default_factory=list)  # orphans past their grace
     waiting: list[str] = field(default_factory=list)  # reservations whose container may still come
+    # stops the hub asked for while the node did not answer: (reservation, its containers
+    # to remove, release reason); released once they are removed
+    finish: list[tuple[Reservation, list[Container], str]] = field(default_factory=list)
 
 
 def _age(r: Reservation, now: float) -> float:
@@ -82,11 +87,13 @@ def decide(
     *,
     start_grace: float,
     orphan_grace: float,
+    pending: dict[str, str] | None = None,
 ) -> Decision:
     """What to do on one node. ``reservations``: the active ones on the node; ``seen``:
     reservation id -> container id the reconciler saw before; ``orphan_since``: container
     id -> when it was first found orphaned (updated in place: entries are added for new
-    orphans and dropped for containers that are no longer orphans)."""
+    orphans and dropped for containers that are no longer orphans); ``pending``:
+    reservation id -> release reason of stops asked for while the node did not answer."""
     out = Decision()
     by_rid: dict[str, list[Container]] = {}
     for c in containers:
@@ -94,6 +101,12 @@ def decide(
     claimed: set[str] = set()
     for r in reservations:
         mine = by_rid.get(r.id, [])
+        if pending and r.id in pending:
+            # its owner's containers go (another's at its label is never touched), then it
+            own = [c for c in mine if c.owner == r.owner]
+            claimed.update(c.id for c in own)
+            out.finish.append((r, own, pending[r.id]))
+            continue
         # its container: the one it names, else a running one, else any
         c = next((x for x in mine if r.container and x.name == r.container), None)
         c = c or next((x for x in mine if x.running), None) or (mine[0] if mine else None)
@@ -184,6 +197,7 @@ class Reconciler:
         containers = [Container.from_engine(c) for c in listed]
         active = await self.ledger_call(self.ledger.list)
         seen = await self.ledger_call(self.ledger.seen)
+        pending = await self.ledger_call(self.ledger.stops_pending)
         now = self.clock()
         since = self.orphan_since.setdefault(node.name, {})
         d = decide(
@@ -194,10 +208,24 @@ class Reconciler:
             now,
             start_grace=self.start_grace,
             orphan_grace=self.orphan_grace,
+            pending=pending,
         )
         result = NodeResult(node.name, now, containers=len(containers), waiting=d.waiting)
         if d.first_seen:
             await self.ledger_call(self.ledger.mark_seen, d.first_seen)
+        for r, own, why in d.finish:
+            try:
+                for c in own:
+                    try:
+                        await self.engine(node, "remove_container", c.id, force=True)
+                    except NotFound:
+                        pass  # gone meanwhile: that is what was asked
+                    result.stopped.append(c.name)
+            except Exception as e:  # reported, tried again next pass; the GPUs stay held
+                result.error = f"could not remove {r.id}'s container: {e}"
+                continue
+            await self.ledger_call(self.ledger.release, r.id, why)
+            result.released.append({"reservation": r.id, "owner": r.owner, "reason": why})
         for r, why in d.release:
             await self.ledger_call(self.ledger.release, r.id, f"reconciler: {why}")
             result.released.append({"reservation": r.id, "owner": r.owner, "reason": why})

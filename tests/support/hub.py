@@ -35,6 +35,10 @@ c.JupyterHub.load_roles.append(
 ADMIN_PASSWORD = "test-admin-password-of-at-least-32-chars"
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Hub:
     def __init__(
         self,
@@ -62,6 +66,8 @@ class Hub:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.state_dir / "hub.log"
         self.extra_env: dict[str, str] = {}  # set before start(): GPUPOOL_HUB_IP and the like
+        # started as `jupyterhub &` from a script starts it (the quickstart): SIGINT ignored
+        self.sigint_ignored = False
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -94,6 +100,7 @@ class Hub:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ignore_sigint if self.sigint_ignored else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -182,3 +182,24 @@ async def test_trainings_are_not_culled_and_off_means_off(world) -> None:  # typ
     culler.settings = CullingSettings()  # gpu_idle_timeout 0
     await run_for(culler, clock, 7200, lambda: [sample(r, 0)])
     assert hub.stops == []
+
+
+async def test_a_pending_stop_is_never_replaced_or_withdrawn(world) -> None:  # type: ignore[no-untyped-def]
+    """A stop the hub left to the pool (its node did not answer; issue 18) outlives idle
+    warnings: they neither replace nor withdraw it, and the ledger lists it for the
+    reconciler with its reason until the reservation is freed."""
+    from gpupool.pool.ledger import STOP_PENDING
+
+    catalog, ledger, clock, hub, culler = world
+    r = ledger.reserve(catalog.spec("a100-40g"), "alice", server_name="lab")
+    assert isinstance(r, Reservation)
+    assert ledger.set_notice(r.id, STOP_PENDING, "node away", None, "stopped by the hub")
+    assert ledger.stops_pending() == {r.id: "stopped by the hub"}
+    await run_for(culler, clock, 3700, lambda: [sample(r, 0)])  # idle past the timeout
+    assert [n["kind"] for n in ledger.notices()] == [STOP_PENDING]
+    assert hub.stops == []  # already being stopped
+    ledger.clear_notice(r.id)
+    assert [n["kind"] for n in ledger.notices()] == [STOP_PENDING]
+    assert ledger.stops_pending() == {r.id: "stopped by the hub"}
+    ledger.release(r.id, "stopped by the hub")
+    assert ledger.stops_pending() == {} and ledger.notices() == []

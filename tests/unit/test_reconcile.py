@@ -155,3 +155,32 @@ def test_container_from_engine_listing() -> None:
         137,
         False,
     )
+
+
+def test_a_pending_stop_removes_its_owners_containers_then_frees() -> None:
+    """The hub stopped the server while the node did not answer (issue 18): its containers
+    go (running or not), another's container at its label is left alone and not taken for
+    an orphan of this pass, and the reservation is freed with the reason the hub gave."""
+    dataclass_replace = __import__("dataclasses").replace
+    foreign = dataclass_replace(ctr("c3", "r1"), owner="mallory")
+    d = decide(
+        [res("r1"), res("r2")],
+        [ctr("c1", "r1"), ctr("c2", "r1", state="exited"), foreign, ctr("c4", "r2")],
+        {"r1": "c1", "r2": "c4"},
+        {},
+        NOW,
+        start_grace=900.0,
+        orphan_grace=0.0,
+        pending={"r1": "stopped by the hub: removed when node node-a answered again"},
+    )
+    assert [(r.id, [c.id for c in cs], why) for r, cs, why in d.finish] == [
+        ("r1", ["c1", "c2"], "stopped by the hub: removed when node node-a answered again")
+    ]
+    assert not d.release  # freed only after its containers are removed
+    assert [c.id for c in d.orphans] == ["c3"]  # reported as any unknown container is
+    # a pending stop whose container is gone already: nothing to remove, freed
+    d = run([res("r1")], [])
+    assert d.finish == []
+    d = decide([res("r1")], [], {"r1": "c1"}, {}, NOW, start_grace=900.0, orphan_grace=300.0,
+               pending={"r1": "why"})  # fmt: skip
+    assert [(r.id, cs, why) for r, cs, why in d.finish] == [("r1", [], "why")]
