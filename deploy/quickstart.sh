@@ -55,6 +55,9 @@ else
             echo /usr/local/vgpu/libvgpu.so >"$vgpu/ld.so.preload"
         fi
     fi
+    # HAMi-core's lock folder, mounted into sliced containers: usable by their user (else
+    # Docker makes it root 0755 on first use)
+    if [ "$(id -u)" = 0 ]; then mkdir -p /tmp/vgpulock && chmod 1777 /tmp/vgpulock; fi
     export GPUPOOL_CONFIG_DIR="$GPUPOOL_STATE_DIR/catalog"
     "$VENV/bin/gpupool" local-catalog --source "$GPUPOOL_ROOT/hub_config" --out "$GPUPOOL_CONFIG_DIR" \
         --engine "$DOCKER_HOST" --hami-core "$hami" $real \

@@ -102,7 +102,7 @@ if [ "$IMAGE" = hami-core ]; then
     TAG="${TAG:-gpupool/hami-core:latest}"
     CTX="$(mktemp -d)"
     trap 'rm -rf "$CTX"' EXIT
-    cp "$HERE/hami-core/Dockerfile" "$HERE/hami-core/build-libvgpu.sh" "$CTX/"
+    cp "$HERE/hami-core/Dockerfile" "$HERE/hami-core/build-libvgpu.sh" "$HERE/hami-core/install-node.sh" "$CTX/"
     mkdir "$CTX/src"
     [ -z "$HAMI_SRC" ] || cp -a "$HAMI_SRC/." "$CTX/src/"
     say "building $TAG on $HOST (base $BASE, HAMi-core from ${HAMI_SRC:-GitHub, the pinned commit})"

@@ -2,13 +2,18 @@
 
 A node's engine is a unix socket or TCP (with TLS for anything beyond loopback, the
 catalog enforces that). Clients are made lazily, cached per (node, engine, TLS files),
-and all their calls run in a bounded thread pool, off the hub's event loop.
+and their calls run off the event loop in a bounded thread pool of that node's own: an
+engine that accepts connections and never answers holds its node's threads (each call
+for up to ``timeout`` seconds), never the ones other nodes' calls need. The last call a
+node's engine did not answer is remembered (:meth:`Engines.answering`), so that routine
+checks (the hub's polls of servers) can skip a node that is not answering for a while.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -33,12 +38,33 @@ class Engines:
     """Docker clients for the pool's nodes, shared by every spawner of the hub."""
 
     def __init__(self, max_workers: int = 8, timeout: int = 30):
+        """``max_workers``: concurrent calls per node (and for work of no node)."""
         self.timeout = timeout
+        self.max_workers = max_workers
         self.executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="gpupool-docker"
         )
+        self._executors: dict[str, ThreadPoolExecutor] = {}
         self._clients: dict[tuple[str, str, Any], docker.APIClient] = {}
         self._lock = threading.Lock()
+        self._unanswered: dict[str, float] = {}  # node -> when a call last went unanswered
+
+    def _executor(self, node: Node | None) -> ThreadPoolExecutor:
+        if node is None:
+            return self.executor
+        with self._lock:
+            ex = self._executors.get(node.name)
+            if ex is None:
+                ex = self._executors[node.name] = ThreadPoolExecutor(
+                    max_workers=self.max_workers, thread_name_prefix=f"gpupool-docker-{node.name}"
+                )
+            return ex
+
+    def answering(self, node: Node, within: float) -> bool:
+        """False when a call to ``node``'s engine went unanswered in the last ``within``
+        seconds (and none has been answered since)."""
+        at = self._unanswered.get(node.name)
+        return at is None or time.monotonic() - at > within
 
     def _client(self, node: Node) -> docker.APIClient:
         key = (node.name, node.engine, node.tls)
@@ -67,18 +93,21 @@ class Engines:
 
         def run() -> Any:
             try:
-                return getattr(self._client(node), method)(*args, **kwargs)
+                out = getattr(self._client(node), method)(*args, **kwargs)
             except (APIError, NotFound):
+                self._unanswered.pop(node.name, None)  # it answered, with an error
                 raise
-            except docker.errors.DockerException as e:
+            except (docker.errors.DockerException, *UNREACHABLE) as e:
+                self._unanswered[node.name] = time.monotonic()
                 raise EngineUnreachable(f"engine of node {node.name} ({node.engine}): {e}") from e
-            except UNREACHABLE as e:
-                raise EngineUnreachable(f"engine of node {node.name} ({node.engine}): {e}") from e
+            self._unanswered.pop(node.name, None)
+            return out
 
-        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        return await asyncio.get_running_loop().run_in_executor(self._executor(node), run)
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+    async def run(self, fn: Callable[[], T], node: Node | None = None) -> T:
+        """``fn`` in ``node``'s thread pool (work on its engine), else in the general one."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor(node), fn)
 
 
 _shared: Engines | None = None

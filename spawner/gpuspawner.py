@@ -36,6 +36,12 @@ from .owners import OWNER, NotYours, home_for, remove_own_container
 from .pool.state import GpuShare, describe_shares
 from .poolclient import PoolClient, PoolError
 
+# After a call to a node's engine went unanswered, the hub's polls of servers there are
+# answered "still running" without asking it for this long (then one asks again): with an
+# engine that accepts connections and never replies, every poll would hold a thread for
+# the client's whole timeout.
+QUIET_NODE = 60.0
+
 
 class PoolRefusal(web.HTTPError):
     """A start the pool refused, with a reason the REST API keeps (JupyterHub resets
@@ -376,7 +382,7 @@ class GpuPoolSpawner(DockerSpawner):
             self._event(100, str(e))
             raise NameTaken(str(e)) from None
         host_config = await shared_engines().run(
-            lambda: self.client.create_host_config(**plan.host_config)
+            lambda: self.client.create_host_config(**plan.host_config), self.node
         )
         obj = await self.docker("create_container", host_config=host_config, **plan.create_kwargs())
         self.object_id = obj["Id"]
@@ -434,6 +440,10 @@ class GpuPoolSpawner(DockerSpawner):
             return None
         if not self.node_name or not self.object_name:
             return 0
+        if not shared_engines().answering(self.node, within=QUIET_NODE):
+            # the node's engine did not answer lately: assume the server runs (as on any
+            # unanswered call) without a call that would hold a thread for the timeout
+            return None
         try:
             info = await self.docker("inspect_container", self.object_name)
         except NotFound:

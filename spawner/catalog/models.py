@@ -234,6 +234,16 @@ class CullingSettings:
 
 
 @dataclass(frozen=True)
+class SliceSettings:
+    """The slice watchdog (gpupool.pool.watchdog): a reservation's processes over their
+    share of a GPU by more than ``tolerance_mib`` are stopped after ``grace`` seconds."""
+
+    enforce: bool = True
+    grace: float = 60.0
+    tolerance_mib: int = 256
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
     """The trainings queue (see gpupool.pool.trainings.queue) and dispatcher."""
 
@@ -276,6 +286,7 @@ class PoolSettings:
     health: HealthSettings = field(default_factory=HealthSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     culling: CullingSettings = field(default_factory=CullingSettings)
+    slices: SliceSettings = field(default_factory=SliceSettings)
     quotas: Quotas = field(default_factory=Quotas)
     trainings: TrainingSettings = field(default_factory=TrainingSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)

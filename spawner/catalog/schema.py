@@ -421,6 +421,34 @@ POOL: dict[str, Any] = {
                 },
             },
         },
+        "slices": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "the slice watchdog: GPU memory of each reservation's processes "
+            "(NVML, through the node agent) against its slice; HAMi-core limits only "
+            "processes that load it",
+            "properties": {
+                "enforce": {
+                    "type": "boolean",
+                    "description": "alert, tell the user and, after grace, stop a workload over "
+                    "its slice (default true; false: nothing is judged)",
+                },
+                "grace": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 86400,
+                    "description": "seconds a workload may stay over its slice before it is "
+                    "stopped (default 60)",
+                },
+                "tolerance_mib": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 1048576,
+                    "description": "MiB over the slice that are not judged, for NVML's and "
+                    "HAMi-core's differing counts (default 256)",
+                },
+            },
+        },
         "alerts": {
             "type": "object",
             "additionalProperties": False,

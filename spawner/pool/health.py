@@ -30,6 +30,7 @@ from .alerts import CRITICAL_XIDS, Alerts
 from .idle import IdleCuller
 from .ledger import Ledger, LedgerError, Reservation
 from .reconcile import Container, Reconciler
+from .watchdog import SliceWatchdog
 
 Health = Literal["unknown", "up", "down"]
 LedgerCall = Callable[..., Awaitable[Any]]
@@ -179,9 +180,11 @@ class Monitor:
         clock: Callable[[], float] = time.time,
         log: logging.Logger | None = None,
         culler: IdleCuller | None = None,
+        watchdog: SliceWatchdog | None = None,
     ):
         self.catalog = catalog
         self.culler = culler
+        self.watchdog = watchdog
         self.settings = catalog.pool.health
         self.ledger = ledger
         self.ledger_call = ledger_call
@@ -356,6 +359,11 @@ class Monitor:
             self._sample_alerts(node, h, sample)
             if self.culler is not None:
                 self.culler.observe(sample)
+            if self.watchdog is not None:
+                try:
+                    await self.watchdog.observe(node.name, sample)
+                except Exception:  # contained: the probe and the other nodes go on
+                    self.log.exception("slice watchdog on %s failed", node.name)
 
     async def _inventory(self, node: Node, h: NodeHealth, inv: dict[str, Any]) -> None:
         nvml = inv.get("nvml") or {}

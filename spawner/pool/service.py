@@ -30,9 +30,11 @@ from .idle import IdleCuller
 from .ledger import Ledger
 from .limits import SERVER_MAX_BODY
 from .pages import page_routes
+from .release import stop_and_release
 from .scheduler import POLICIES
 from .trainings.dispatch import Dispatcher
 from .trainings.store import TrainingStore
+from .watchdog import SliceWatchdog
 
 
 def default_state_dir() -> Path:
@@ -189,8 +191,21 @@ class PoolService(Application):
             stale_after=max(30.0, 5 * hs.probe_interval + hs.probe_timeout),
             log=self.log,
         )
+        watchdog = SliceWatchdog(
+            catalog.pool.slices,
+            self.ledger,
+            ctx.run,
+            self.alerts,
+            lambda r, by, reason: stop_and_release(ctx, r, by, reason),
+        )
         self.monitor = Monitor(
-            catalog, self.ledger, ctx.run, self.alerts, log=self.log, culler=culler
+            catalog,
+            self.ledger,
+            ctx.run,
+            self.alerts,
+            log=self.log,
+            culler=culler,
+            watchdog=watchdog,
         )
         ctx.monitor = self.monitor
         monitor = self.monitor

@@ -70,6 +70,7 @@ class Container:
     env: dict[str, str]  # the plan's environment, container paths mapped to host paths
     mounts: list[tuple[str, Path]]  # (path in the container, host path)
     workloads: Path  # workloads.py, copied in
+    placement: Placement  # the slice the scheduler gave it
 
     def process_env(self, hami: bool = True, **extra: str) -> dict[str, str]:
         """The environment of a process in this container; hami=False drops the preload
@@ -116,10 +117,10 @@ class Container:
         out["_stderr"] = p.stderr
         return out
 
-    def start(self, *args: str | int) -> subprocess.Popen[str]:
+    def start(self, *args: str | int, **extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, str(self.workloads), *map(str, args)],
-            env=self.process_env(),
+            env=self.process_env(**extra),
             cwd=self.root,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -186,4 +187,21 @@ def sliced_container(
         host = next(h for c, h in mounts if c == path)
         host.chmod(member.mode)
     env = {k: to_host(v, mounts) for k, v in plan.environment.items()}
-    return Container(root=root, spec=spec, plan=plan, env=env, mounts=mounts, workloads=workloads)
+    return Container(
+        root=root,
+        spec=spec,
+        plan=plan,
+        env=env,
+        mounts=mounts,
+        workloads=workloads,
+        placement=placement,
+    )
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    """End a ``hold`` workload: close its stdin, and kill it if it does not end."""
+    try:
+        holder.communicate(input="", timeout=60)
+    except subprocess.TimeoutExpired:
+        holder.kill()
+        holder.communicate()

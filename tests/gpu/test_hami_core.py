@@ -12,7 +12,6 @@ import os
 import re
 import select
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 
 from gpupool.container import VGPU_DIR, VGPU_LIB
 
-from .sliced import MARK, Container, sliced_container
+from .sliced import MARK, Container, release, sliced_container
 
 pytestmark = pytest.mark.gpu
 GIB = 1024
@@ -101,11 +100,7 @@ def test_processes_of_one_container_share_one_account(
         second = mine.run("alloc", 2 * GIB)
         elsewhere = other.run("alloc", 2 * GIB)
     finally:
-        try:
-            holder.communicate(input="", timeout=60)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.communicate()
+        release(holder)
     refusal = hami_lines(second.pop("_stderr"), r"OOM|limit < usage", last=4)
     elsewhere.pop("_stderr")
     figures["shared_account"] = {

@@ -18,7 +18,7 @@ import pytest
 
 from gpupool.lab.metrics import Cgroup, LocalMetrics, Slice
 
-from .sliced import MARK, sliced_container
+from .sliced import MARK, release, sliced_container
 from .test_agent import BUSY_CHILD, _wait_ready, smi
 
 GIB = 1024
@@ -128,11 +128,7 @@ def test_inside_a_slice_memory_is_the_slices(
             timeout=120,
         )
     finally:
-        try:
-            holder.communicate(input="", timeout=60)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.communicate()
+        release(holder)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith(MARK)]
     assert lines, f"exit {p.returncode}: {p.stdout[-2000:]} {p.stderr[-3000:]}"
     (g,) = json.loads(lines[-1][len(MARK) :])["gpus"]

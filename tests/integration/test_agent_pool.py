@@ -8,7 +8,11 @@ real PIDs of a real container, so the agent's cgroup and label lookup are real.
 - temperature and Xid alerts come from the agent's samples;
 - the agent's Prometheus text carries DCGM names and the owner of each process;
 - an agent that stops answering takes its node down (the engine still answers), and the
-  node is up again when the agent is back.
+  node is up again when the agent is back;
+- the slice watchdog (issue 18): a container whose processes use more GPU memory than its
+  slice (or any on a card it holds no share of) raises an alert and a notice, and after
+  the grace its workload is stopped and the reservation freed with the reason; within
+  its slice nothing happens.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from tests.support.agent import SCRIPT, AgentProcess, write_world
@@ -31,6 +36,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.hub]
 IMAGE = "gpupool-test/sleep:latest"
 DECLARED = [f"GPU-d0000000-0000-4000-8000-00000000000{i}" for i in range(2)]
 REPORTED = [DECLARED[0], "GPU-e0000000-0000-4000-8000-000000000001"]
+SLICE_GRACE = 4
 
 
 def world_doc(processes: dict[str, list[dict[str, Any]]] | None = None, **gpu1: Any) -> dict:
@@ -105,7 +111,9 @@ def hub(
     }
     (d / "nodes.yaml").write_text(yaml.safe_dump({"nodes": [node]}))
     (d / "specs.yaml").write_text(yaml.safe_dump({"specs": [spec]}))
-    (d / "pool.yaml").write_text(yaml.safe_dump({"alerts": {"gpu_temperature": 85}}))
+    (d / "pool.yaml").write_text(
+        yaml.safe_dump({"alerts": {"gpu_temperature": 85}, "slices": {"grace": SLICE_GRACE}})
+    )
     h = Hub(d).start()
     try:
         yield h
@@ -169,6 +177,7 @@ def test_agent_inventory_metrics_alerts_and_silence(
 
     last = until("the reservation's memory in its metrics", my_usage, 15)
     assert last["gpus"][0]["mem_limit_mib"] == 20 * 1024 and last["gpus"][0]["uuid"] == uuid
+    assert alerts(hub, "over-slice") == []  # 3000 MiB of a 20 GiB slice: nothing to say
 
     # alerts from the samples
     (hot,) = until("temperature alert", lambda: alerts(hub, "gpu-temperature"), 10)
@@ -204,3 +213,63 @@ def test_agent_inventory_metrics_alerts_and_silence(
     until("node up", lambda: pool(hub, "GET", "/nodes/node-a").json()["state"] == "up", 30)
     engine.docker("rm", "-f", cid_s)
     pool(hub, "DELETE", f"/reservations/{r['id']}")
+
+
+@pytest.mark.parametrize("where", ["over its slice", "on a card it holds no share of"])
+def test_the_slice_watchdog_stops_a_workload_over_its_slice(
+    hub: Hub, agent: AgentProcess, engine: Engine, where: str
+) -> None:
+    """With HAMi-core bypassed (CUDA_DISABLE_CONTROL, a static binary) a process is limited
+    by nothing in its container: the FAKE NVML reports what such a process would use."""
+    owner = "mallory" if where == "over its slice" else "moe"
+    until("no over-slice alert left", lambda: alerts(hub, "over-slice") == [], 20)
+    hub.user_token(owner)
+    name = f"gpupool-nb-{owner}"
+    made = pool(
+        hub, "POST", "/reservations", json={"spec": "a100-20g", "owner": owner, "container": name}
+    )
+    assert made.status_code == 201, made.text
+    r = made.json()
+    held = r["gpus"][0]["uuid"]
+    gpu = held if where == "over its slice" else next(u for u in REPORTED if u != held)
+    labels = [
+        "--label",
+        f"io.gpupool.reservation={r['id']}",
+        "--label",
+        f"io.gpupool.owner={owner}",
+    ]
+    run = engine.docker(
+        "run", "-d", "--name", name, "--network", "none", *labels, IMAGE, "/bin/sleep", "600"
+    )
+    cid = run.stdout.strip()
+    pid = int(engine.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip())
+    write_world(agent.world, world_doc({gpu: [{"pid": pid, "used_mib": 30 * 1024}]}))
+    t0 = time.monotonic()
+    try:
+        (a,) = until("the over-slice alert", lambda: alerts(hub, "over-slice"), 20)
+        print(f"{where}: alert after {time.monotonic() - t0:.1f} s")
+        d = a["details"]
+        assert d["owner"] == owner and d["container"] == cid[:12] and d["used_mib"] == 30 * 1024
+        assert d["limit_mib"] == (20 * 1024 if where == "over its slice" else 0)
+        assert a["reservation"] == r["id"] and a["gpu"] == gpu and a["severity"] == "critical"
+        tok = hub.user_token(owner)
+        said = requests.get(
+            f"{hub.pool}/notices", headers={"Authorization": f"token {tok}"}, timeout=30
+        ).json()["notices"]
+        assert [n["kind"] for n in said] == ["over-slice"], said
+        gone = until(
+            "the workload stopped and its reservation freed",
+            lambda: (
+                (x := pool(hub, "GET", f"/reservations/{r['id']}").json())["state"] == "released"
+                and x
+            ),
+            SLICE_GRACE + 20,
+        )
+        print(f"{where}: stopped and freed after {time.monotonic() - t0:.1f} s")
+        assert gone["release_reason"].startswith("over-slice: used 30 GiB"), gone
+        assert engine.docker("ps", "-aq", "--filter", f"id={cid}").stdout.strip() == ""
+        until("the alert cleared", lambda: alerts(hub, "over-slice") == [], 20)
+    finally:
+        write_world(agent.world, world_doc())
+        engine.docker("rm", "-f", cid)
+        pool(hub, "DELETE", f"/reservations/{r['id']}")

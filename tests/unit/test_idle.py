@@ -15,20 +15,10 @@ from gpupool.catalog import load_catalog
 from gpupool.catalog.models import CullingSettings
 from gpupool.pool.idle import IdleCuller
 from gpupool.pool.ledger import Ledger, Reservation
+from tests.support.clock import Clock
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 10, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0.timestamp()
-
-    def __call__(self) -> float:
-        return self.t
-
-    def dt(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.t, UTC)
 
 
 class Hub:
@@ -59,7 +49,7 @@ async def call(fn: Any, *a: Any) -> Any:
 @pytest.fixture
 def world(db_url: str, catalog_dir: Path):  # type: ignore[no-untyped-def]
     catalog = load_catalog(catalog_dir)
-    clock = Clock()
+    clock = Clock(T0)
     ledger = Ledger(db_url, catalog, clock=clock.dt)
     hub = Hub(ledger)
     settings = CullingSettings(gpu_idle_timeout=3600, warn_before=600, busy_percent=1)

@@ -44,7 +44,7 @@ class StubEngine:
             return iter([])  # docker-py's log stream (stream=True), empty
         return None
 
-    async def run(self, fn: Any) -> Any:
+    async def run(self, fn: Any, node: Any = None) -> Any:
         return fn()
 
 
@@ -144,7 +144,7 @@ class LogEngine:
             return iter([self.log])  # docker-py's log stream (stream=True)
         return None
 
-    async def run(self, fn: Any) -> Any:
+    async def run(self, fn: Any, node: Any = None) -> Any:
         return fn()
 
     def _client(self, node: Any) -> Any:
@@ -188,3 +188,34 @@ async def test_a_pool_stopped_mid_read_stores_each_epoch_once(parts: Any, tmp_pa
     assert t is not None and t.checkpoint_epoch == 2
     assert again.copied == [f"/home/jovyan/trainings/{tid}/checkpoints/epoch-0002.pt"]
     assert (tmp_path / "a" / tid / "checkpoints" / "epoch-0002.pt").read_bytes() == b"weights"
+
+
+async def test_a_pass_never_waits_on_a_node_known_to_be_down(parts: Any, tmp_path: Path) -> None:
+    """A training on a node the monitor has down is not inspected (an engine that hangs
+    would hold the pass for the client's timeout before the queue is scheduled, issue 18);
+    once the node has been down for requeue_after it is started again elsewhere."""
+    catalog, ledger, store = parts
+    starting(store, ledger, catalog)
+    store.update("t-000000000001", state="running")
+    engine = StubEngine({"Running": True, "Status": "running"})
+    clock = [1_000_000.0]
+    health = {"node-a": ("down", clock[0] - 5)}
+    d = Dispatcher(
+        catalog,
+        ledger,
+        store,
+        _run,
+        artifacts=tmp_path / "a",
+        engines=engine,  # type: ignore[arg-type]
+        node_health=lambda name: health.get(name, ("up", None)),
+        clock=lambda: clock[0],
+    )
+    await d.watch(store.get("t-000000000001"))  # type: ignore[arg-type]
+    assert engine.calls == []
+    assert store.get("t-000000000001").state == "running"  # type: ignore[union-attr]
+    clock[0] += catalog.pool.trainings.requeue_after
+    await d.watch(store.get("t-000000000001"))  # type: ignore[arg-type]
+    assert engine.calls == []
+    after = store.get("t-000000000001")
+    assert after is not None and after.state == "queued", after
+    assert "node-a has been down for" in after.message

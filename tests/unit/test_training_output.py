@@ -148,7 +148,7 @@ class FakeEngine:
         if error is not None:
             raise error
 
-    async def run(self, fn: Any) -> Any:
+    async def run(self, fn: Any, node: Any = None) -> Any:
         return fn()
 
     def _client(self, node: Any) -> Any:

@@ -367,7 +367,9 @@ class Dispatcher:
         # training's owner's; the home mounted only if its label says it is theirs
         await remove_own_container(self.engines, node, plan.name, t.owner, kind="training")
         client = self.engines._client(node)
-        host_config = await self.engines.run(lambda: client.create_host_config(**plan.host_config))
+        host_config = await self.engines.run(
+            lambda: client.create_host_config(**plan.host_config), node
+        )
         obj = await call(node, "create_container", host_config=host_config, **plan.create_kwargs())
         cid = obj["Id"]
         for path in plan.writable:
@@ -384,7 +386,7 @@ class Dispatcher:
                 f.seek(0)
                 client.put_archive(cid, "/home/jovyan", f)
 
-        await self.engines.run(put_job)
+        await self.engines.run(put_job, node)
         await call(node, "start", cid)
 
     async def _remove(self, node: Any, name: str | None, owner: str) -> None:
@@ -408,6 +410,10 @@ class Dispatcher:
         # trainings are watched. One still "starting" here had its launch cut short (the
         # pool service stopped): it is adopted if its container runs, else started again.
         interrupted = t.state == "starting"
+        state, since = self.node_health(node.name)
+        if state == "down":  # not asked: a pass never waits on a node known to be down
+            await self._requeue_if_down_long(t, node.name, since)
+            return
         try:
             info = await self.engines.call(node, "inspect_container", t.container)
         except NotFound:
@@ -418,12 +424,8 @@ class Dispatcher:
             return
         except (EngineUnreachable, APIError) as e:
             state, since = self.node_health(node.name)
-            if state == "down" and since is not None:
-                down_for = self.clock() - since
-                if down_for >= self.settings.requeue_after:
-                    await self._lost(
-                        t, f"node {node.name} has been down for {down_for:.0f} s", supersede=True
-                    )
+            if state == "down":
+                await self._requeue_if_down_long(t, node.name, since)
             else:
                 self.log.info("training %s: engine of %s: %s", t.id, node.name, e)
             return
@@ -472,6 +474,15 @@ class Dispatcher:
             await self._lost(
                 t, f"its container died (exit code {code}) without a result", supersede=False
             )
+
+    async def _requeue_if_down_long(self, t: Training, node: str, since: float | None) -> None:
+        """A training on a down node: started again elsewhere once the node has been down
+        for ``requeue_after`` (its container may still run: superseded, not removed)."""
+        if since is None:
+            return
+        down_for = self.clock() - since
+        if down_for >= self.settings.requeue_after:
+            await self._lost(t, f"node {node} has been down for {down_for:.0f} s", supersede=True)
 
     def _cancel_message(self, t: Training) -> str:
         if t.cancelled_by == "max_run_time":
@@ -523,7 +534,7 @@ class Dispatcher:
             follow=False,
             **args,
         )
-        return await self.engines.run(lambda: output.read_capped(stream))
+        return await self.engines.run(lambda: output.read_capped(stream), node)
 
     async def _read(self, t: Training, node: Any, *, ended: bool = False) -> None:
         """New log lines: metrics stored, checkpoints copied out, text appended. Of an
@@ -588,7 +599,7 @@ class Dispatcher:
             return output.save_checkpoint(stream, stat, folder / rel.split("/")[-1], limit)
 
         try:
-            why = await self.engines.run(fetch)
+            why = await self.engines.run(fetch, node)
         except (NotFound, APIError, EngineUnreachable, OSError, tarfile.TarError) as e:
             self.log.warning("training %s: checkpoint %s not copied: %s", t.id, rel, e)
             return
