@@ -36,6 +36,7 @@ from traitlets.config import Application
 
 from .. import __version__
 from .cgroups import LabelCache, docker_label_lookup
+from .hamicheck import check
 from .janitor import sweep
 from .nvml import Agent, Sample
 from .prometheus import CONTENT_TYPE, render_metrics
@@ -115,6 +116,14 @@ class BaseHandler(web.RequestHandler):
         return sample
 
 
+def _hami_core(handler: web.RequestHandler) -> dict[str, Any]:
+    """The node's HAMi-core check, when the agent is told where the library is."""
+    app = handler.settings["agent_app"]
+    if not app.hami_core:
+        return {}
+    return {"hami_core": check(app.hami_core, app.vgpulock or None).to_json()}
+
+
 class HealthHandler(BaseHandler):
     requires_token = False
 
@@ -132,13 +141,15 @@ class InventoryHandler(BaseHandler):
                 "agent_version": __version__,
                 "nvml": s.nvml.to_json(),
                 "gpus": [g.to_json() for g in s.inventory],
+                **_hami_core(self),
             }
         )
 
 
+
 class SampleHandler(BaseHandler):
     def get(self) -> None:
-        self.write_json(self.latest().to_json())
+        self.write_json({**self.latest().to_json(), **_hami_core(self)})
 
 
 class MetricsHandler(BaseHandler):
@@ -288,6 +299,26 @@ class AgentApp(Application):
         """,
     ).tag(config=True)
 
+    hami_core = Unicode(
+        "",
+        help="""The node's HAMi-core library (the node's ``hami_core`` in nodes.yaml, e.g.
+        /usr/local/vgpu/libvgpu.so; deploy/systemd/gpupool-agent.service sets it).
+
+        The inventory then says whether it, and an ``ld.so.preload`` beside it naming
+        /usr/local/vgpu/libvgpu.so, are regular files (Docker makes a missing bind source
+        an empty folder, and a sliced container then runs unlimited), and whether
+        ``vgpulock`` is a folder of mode 1777. The pool offers no sliced spec on a node
+        that fails this, and raises an alert saying what to install. Empty: not checked.
+        An agent in a container needs both mounted at these paths.
+        """,
+    ).tag(config=True)
+
+    vgpulock = Unicode(
+        "/tmp/vgpulock",
+        help="""HAMi-core's lock folder on the node, checked with ``hami_core`` to be a
+        folder of mode 1777 (the containers' user locks in it). Empty: not checked.""",
+    ).tag(config=True)
+
     hami_cache_dir = Unicode(
         "/usr/local/vgpu/containers",
         help="""Where the spawner puts each sliced container's HAMi-core shared cache
@@ -325,6 +356,8 @@ class AgentApp(Application):
         "interval": "AgentApp.interval",
         "proc-root": "AgentApp.proc_root",
         "docker-url": "AgentApp.docker_url",
+        "hami-core": "AgentApp.hami_core",
+        "vgpulock": "AgentApp.vgpulock",
         "log-level": "Application.log_level",
     }
 
@@ -412,6 +445,7 @@ class AgentApp(Application):
             routes(),  # type: ignore[arg-type]
             agent=agent,
             agent_token=self.token.encode(),
+            agent_app=self,
             metrics_cache={},
             default_handler_class=NotFoundHandler,
             log_function=self._log_request,

@@ -469,6 +469,8 @@ def node_json(ledger: Ledger, name: str, monitor: Any = None) -> dict[str, Any]:
         "name": node.name,
         "state": st.status[i],
         "drained": name in ledger.drained_nodes,
+        "takes_slices": bool(st.sliceable[i]),
+        "slice_problem": ledger.unsliceable.get(name),
         "labels": dict(node.labels),
         "gpu_runtime": node.gpu_runtime,
         "cpu_millicores": {"total": int(st.cpu_total[i]), "reserved": int(st.cpu_used[i])},

@@ -352,6 +352,7 @@ class Monitor:
             await self._inventory(node, h, inventory)
             h.inventory_at = now
             h.inventory_uuids = uuids
+        await self._hami_core(node, sample)  # checked at every probe: a fix counts at once
         if sample.get("seq") != h.sample_seq:
             h.sample, h.sample_seq = sample, sample.get("seq")
             self.history.add(sample, self.ledger.state.placements, node.name)
@@ -365,7 +366,36 @@ class Monitor:
                 except Exception:  # contained: the probe and the other nodes go on
                     self.log.exception("slice watchdog on %s failed", node.name)
 
+    async def _hami_core(self, node: Node, inv: dict[str, Any]) -> None:
+        """The agent's check of HAMi-core on the node (when it is told where the library
+        is): a node that fails it takes no sliced spec, and an alert says what is wrong."""
+        check = inv.get("hami_core")
+        if not isinstance(check, dict):
+            return
+        problems = [str(p) for p in check.get("problems") or () if p][:5]
+        key = f"hami-core:{node.name}"
+        known = self.ledger.unsliceable.get(node.name)
+        if check.get("ok") is True and not problems:
+            self.alerts.clear(key, "HAMi-core installed")
+            if known is not None:
+                await self.ledger_call(self.ledger.set_sliceable, node.name, None)
+            return
+        why = "; ".join(problems) or "the agent's check failed"
+        self.alerts.raise_(
+            key,
+            "hami-core-missing",
+            "critical",
+            f"node {node.name} takes no sliced specs: {why}. Install HAMi-core as "
+            "docs/install.md (step 2) says: the library, an ld.so.preload naming it, and "
+            "/tmp/vgpulock with mode 1777",
+            node=node.name,
+            problems=problems,
+        )
+        if known != why[:500]:
+            await self.ledger_call(self.ledger.set_sliceable, node.name, why[:500])
+
     async def _inventory(self, node: Node, h: NodeHealth, inv: dict[str, Any]) -> None:
+        await self._hami_core(node, inv)
         nvml = inv.get("nvml") or {}
         h.nvml_ok, h.nvml_error = nvml.get("ok"), nvml.get("error")
         h.driver_version, h.cuda_version = nvml.get("driver_version"), nvml.get("cuda_version")

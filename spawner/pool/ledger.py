@@ -81,6 +81,7 @@ class Ledger:
         self.last_decision_ns = 0  # how long the last scheduler decision took (for `gpupool plan`)
         self.orphans: dict[str, str] = {}  # reservation id -> why it could not be applied
         self.down: set[str] = set()  # nodes whose engine or agent does not answer (not stored)
+        self.unsliceable: dict[str, str] = {}  # node -> what its agent found wrong with HAMi-core
         self.drained_nodes: set[str] = set()
         self.inventory: dict[str, tuple[Gpu, ...]] = {}  # node -> GPUs its agent reported
         with self._lock, self._tx() as conn:
@@ -140,6 +141,7 @@ class Ledger:
         state = ClusterState(self.nodes())
         for name in state.index:
             state.set_status(name, self._status(name))  # type: ignore[arg-type]
+            state.set_sliceable(name, name not in self.unsliceable)
         self.orphans = {}
         for r in self._select(conn, active_only=True):
             p = r.placement
@@ -621,6 +623,17 @@ class Ledger:
             (self.down.add if down else self.down.discard)(node)
             if node in self.state.index:
                 self.state.set_status(node, self._status(node))  # type: ignore[arg-type]
+
+    def set_sliceable(self, node: str, problem: str | None) -> None:
+        """Whether ``node`` takes sliced specs: not while its agent reports ``problem``
+        with HAMi-core. Kept in memory: the agent says it again after a restart."""
+        with self._lock:
+            if problem:
+                self.unsliceable[node] = problem
+            else:
+                self.unsliceable.pop(node, None)
+            if node in self.state.index:
+                self.state.set_sliceable(node, not problem)
 
     def set_inventory(self, node: str, gpus: tuple[Gpu, ...]) -> bool:
         """Record the GPUs a node's agent reported; they replace the declared ones.

@@ -175,6 +175,12 @@ SCHEMAS: dict[str, Any] = {
             "memory_mib": {"type": "object"},
             "gpus": {"type": "array", "items": {"type": "object"}},
             "drained": {"type": "boolean"},
+            "takes_slices": {
+                "type": "boolean",
+                "description": "false while the node's agent reports HAMi-core not installed "
+                "as sliced containers need it (slice_problem says what)",
+            },
+            "slice_problem": {"type": ["string", "null"]},
             "gpu_source": {
                 "type": "string",
                 "enum": ["agent", "catalog"],
@@ -193,7 +199,8 @@ SCHEMAS: dict[str, Any] = {
             "kind": {
                 "type": "string",
                 "description": "node-down, gpu-missing, gpu-temperature, xid, container-gone, "
-                "orphan-container, inventory-mismatch, inventory-conflict, nvml-unavailable",
+                "orphan-container, inventory-mismatch, inventory-conflict, nvml-unavailable, "
+                "over-slice, hami-core-missing",
             },
             "severity": {"type": "string", "enum": ["info", "warning", "critical"]},
             "message": {"type": "string"},

@@ -49,6 +49,7 @@ def _gpu_fit(state: ClusterState, req: Request) -> np.ndarray:
     return (
         ok
         & ~state.whole
+        & state.sliceable[:, None]  # a slice needs HAMi-core on its node
         & (free_mem >= req.gpu_memory_mib)
         & (100 - state.sm_used >= req.gpu_sm_percent)
     )
@@ -179,7 +180,7 @@ def _greedy_multi_slice(
     """
     mem = state.mem_used.copy()
     sm = state.sm_used.copy()
-    static = state.model_mask(req.gpu_models) & ~state.whole
+    static = state.model_mask(req.gpu_models) & ~state.whole & state.sliceable[:, None]
     m, s, c = int(req.gpu_memory_mib or 0), req.gpu_sm_percent, req.gpus
     k = np.zeros(len(state.nodes), dtype=np.int64)
     while True:
@@ -244,6 +245,8 @@ def explain(state: ClusterState, req: Request) -> Rejection:
         if no_model[i]:
             has = ", ".join(sorted({g.model for g in state.nodes[i].gpus})) or "no GPUs"
             return f"has {int(matching[i])} {model} ({has})"
+        if gpu_short[i] and not req.whole and not state.sliceable[i]:
+            return "takes no slices: HAMi-core is not installed there as they need it"
         if gpu_short[i]:
             if req.whole:
                 if req.gpus == 1:

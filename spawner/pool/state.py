@@ -134,6 +134,8 @@ class ClusterState:
         self.disk_used = np.zeros(n, dtype=np.int64)
         self.status: list[NodeStatus] = ["up"] * n
         self.schedulable = np.ones(n, dtype=bool)
+        # HAMi-core installed as sliced containers need it (the agent checks; issue 18)
+        self.sliceable = np.ones(n, dtype=bool)
         self.placements: dict[str, Placement] = {}
         self._model_masks: dict[tuple[str, ...], np.ndarray] = {}
 
@@ -163,6 +165,9 @@ class ClusterState:
         i = self.index[node]
         self.status[i] = status
         self.schedulable[i] = status == "up"
+
+    def set_sliceable(self, node: str, ok: bool) -> None:
+        self.sliceable[self.index[node]] = ok
 
     def apply(self, reservation_id: str, p: Placement) -> None:
         if reservation_id in self.placements:

@@ -273,3 +273,37 @@ def test_the_slice_watchdog_stops_a_workload_over_its_slice(
         write_world(agent.world, world_doc())
         engine.docker("rm", "-f", cid)
         pool(hub, "DELETE", f"/reservations/{r['id']}")
+
+
+def test_a_node_without_hami_core_installed_takes_no_slices(hub: Hub, agent: AgentProcess) -> None:
+    """The agent checks the node's HAMi-core (--hami-core): an ld.so.preload that is the
+    empty folder Docker leaves for a missing bind source, or a lock folder the containers'
+    user cannot use, takes the node off sliced specs with an alert that says what is
+    wrong; installed again, the node takes slices at the next probe."""
+    preload = agent.vgpu / "ld.so.preload"
+    hub.user_token("ines")
+    ok = pool(hub, "POST", "/reservations", json={"spec": "a100-20g", "owner": "ines"})
+    assert ok.status_code == 201, ok.text  # installed: offered
+    pool(hub, "DELETE", f"/reservations/{ok.json()['id']}")
+    preload.unlink()
+    preload.mkdir()
+    agent.vgpulock.chmod(0o755)
+    try:
+        (a,) = until("the hami-core alert", lambda: alerts(hub, "hami-core-missing"), 15)
+        assert a["severity"] == "critical" and "takes no sliced specs" in a["message"]
+        assert "is a folder (Docker makes one where a bind source is missing)" in a["message"]
+        assert "mode 755" in a["message"] and "docs/install.md" in a["message"]
+        n = pool(hub, "GET", "/nodes/node-a").json()
+        assert n["takes_slices"] is False and "ld.so.preload" in n["slice_problem"]
+        r = pool(hub, "POST", "/reservations", json={"spec": "a100-20g", "owner": "ines"})
+        assert r.status_code == 503, r.text
+        assert "takes no slices: HAMi-core is not installed" in r.json()["message"]
+    finally:
+        preload.rmdir()
+        preload.write_text("/usr/local/vgpu/libvgpu.so\n")
+        agent.vgpulock.chmod(0o1777)
+    until("the alert cleared", lambda: alerts(hub, "hami-core-missing") == [], 15)
+    assert pool(hub, "GET", "/nodes/node-a").json()["takes_slices"] is True
+    again = pool(hub, "POST", "/reservations", json={"spec": "a100-20g", "owner": "ines"})
+    assert again.status_code == 201, again.text
+    pool(hub, "DELETE", f"/reservations/{again.json()['id']}")

@@ -36,6 +36,14 @@ class AgentProcess:
         self.token.write_text("a" * 48)
         self.token.chmod(0o600)
         self.proc: subprocess.Popen[bytes] | None = None
+        # the node's HAMi-core as the installer leaves it (tests break and mend it)
+        self.vgpu = tmp / "vgpu"
+        self.vgpu.mkdir(exist_ok=True)
+        (self.vgpu / "libvgpu.so").write_bytes(b"\x7fELF stand-in")
+        (self.vgpu / "ld.so.preload").write_text("/usr/local/vgpu/libvgpu.so\n")
+        self.vgpulock = tmp / "vgpulock"
+        self.vgpulock.mkdir(exist_ok=True)
+        self.vgpulock.chmod(0o1777)
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -50,6 +58,8 @@ class AgentProcess:
                 f"--docker-url={self.engine.unix_url}",
                 "--interval=0.5",
                 f"--node-name={self.node}",
+                f"--hami-core={self.vgpu / 'libvgpu.so'}",
+                f"--vgpulock={self.vgpulock}",
             ],
             env=env,
             stdout=(self.tmp / "agent.log").open("ab"),

@@ -987,3 +987,26 @@ def test_any_model_work_goes_to_the_roomiest_model_pool() -> None:
     # with spread the node order is by emptiness; the pool rule applies to binpack only
     s2 = ClusterState([node("a1", 2, A100), node("h1", 2, H100)])
     assert placed(s2, anymodel, "spread", "binpack").node == "a1"
+
+
+def test_a_node_without_hami_core_takes_no_slices_but_whole_cards_and_cpu() -> None:
+    """The node's agent reports HAMi-core not installed as sliced containers need it
+    (issue 18): slices go elsewhere or are refused with the reason; whole cards (no
+    limits to enforce) and CPU-only requests still go there; counts agree with place."""
+    state = ClusterState([node("a", 2), node("b", 2)])
+    state.set_sliceable("a", False)
+    for policy in POLICIES:
+        assert placed(state, req(mem_gib=10), policy).node == "b"
+        assert placed(state, req(gpus=2, mem_gib=10), policy).node == "b"
+    assert fits_now(state, req(mem_gib=10)) == 2 * 8  # b's two cards, 8 slices each
+    assert fits_now(state, req(gpus=2, mem_gib=10)) == greedy_count(
+        state, req(gpus=2, mem_gib=10), "binpack", "binpack"
+    )
+    state.set_sliceable("b", False)
+    r = rejected(state, req(mem_gib=10))
+    assert "a: takes no slices: HAMi-core is not installed" in r.message, r.message
+    assert fits_now(state, req(mem_gib=10)) == 0
+    assert placed(state, req(gpus=1)).node in ("a", "b")  # a whole card
+    assert placed(state, cpu_req()).node in ("a", "b")
+    state.set_sliceable("a", True)
+    assert placed(state, req(mem_gib=10)).node == "a"
