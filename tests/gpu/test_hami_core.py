@@ -8,10 +8,13 @@ assertion here is one a broken limit fails.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -250,3 +253,47 @@ def test_the_containers_user_gets_the_slice(gpus: list[dict[str, Any]], libvgpu:
         assert oom(out["single_over_error"]), out
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_process_with_an_empty_environment_meets_the_preload(
+    tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
+) -> None:
+    """A process started with ``env -i`` (an SSH session, a stripped child) in a sliced
+    container: no LD_PRELOAD and no limit variables of its own, only the container's
+    /etc/ld.so.preload. Here a private mount namespace stands in for the container: /etc
+    is a copy with that preload (issue 18). What HAMi-core does then is measured and kept
+    in the figures; the slice must hold, whether HAMi-core enforces it alone or the
+    watchdog (tests/gpu/test_watchdog.py) has to."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a private mount namespace needs root and unshare")
+    box = sliced_container(tmp_path / "c", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=None)
+    etc = tmp_path / "etc"
+    shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True)
+    # the preload names the library where this machine has it: nothing is written
+    # outside the test's folder (in a container it is /usr/local/vgpu/libvgpu.so)
+    (etc / "ld.so.preload").write_text(f"{libvgpu}\n")
+    script = (
+        f"set -e; mount --bind {etc} /etc; "
+        f"exec env -i PATH=/usr/bin:/bin {sys.executable} {box.workloads} memory {4 * GIB}"
+    )
+    p = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=box.root,
+    )
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(MARK)]
+    assert p.returncode == 0 and lines, (
+        f"exit {p.returncode}: {p.stdout[-2000:]} {p.stderr[-3000:]}"
+    )
+    out = json.loads(lines[-1][len(MARK) :])
+    figures["empty_environment"] = {
+        "total_mib": out["total_mib"],
+        "over_error": out["over_error"] or "ok",
+        "hami_core_said": hami_lines(p.stderr, r"HAMI-core|limit|OOM"),
+    }
+    print(f"\nenv -i under the container's ld.so.preload: {figures['empty_environment']}")
+    assert "HAMI" in p.stderr.upper() or out["total_mib"] < 40 * GIB, (
+        "the preload did not load HAMi-core at all"
+    )
