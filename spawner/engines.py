@@ -62,9 +62,17 @@ class Engines:
 
     def answering(self, node: Node, within: float) -> bool:
         """False when a call to ``node``'s engine went unanswered in the last ``within``
-        seconds (and none has been answered since)."""
-        at = self._unanswered.get(node.name)
-        return at is None or time.monotonic() - at > within
+        seconds (and none has been answered since). Once that long has passed, one caller
+        gets True and the window starts again: the others wait for its answer."""
+        with self._lock:
+            at = self._unanswered.get(node.name)
+            if at is None:
+                return True
+            now = time.monotonic()
+            if now - at > within:
+                self._unanswered[node.name] = now
+                return True
+            return False
 
     def _client(self, node: Node) -> docker.APIClient:
         key = (node.name, node.engine, node.tls)

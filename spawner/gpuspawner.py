@@ -272,6 +272,7 @@ class GpuPoolSpawner(DockerSpawner):
 
     # -- lifecycle -----------------------------------------------------------------
     _in_start = False
+    _no_container_yet = False  # a start that has not asked the engine for its container
 
     async def start(self) -> tuple[str, int]:  # type: ignore[override]
         self._in_start = True
@@ -292,6 +293,7 @@ class GpuPoolSpawner(DockerSpawner):
         # named before asking: a start cancelled (or timed out) while the pool's answer is
         # under way still frees what the pool may have reserved
         self.reservation_id = "r-" + secrets.token_hex(8)
+        self._no_container_yet = True
         try:
             res = await self._reserve(spec, name)
             node = await self._place(res, spec, image)
@@ -384,6 +386,7 @@ class GpuPoolSpawner(DockerSpawner):
         host_config = await shared_engines().run(
             lambda: self.client.create_host_config(**plan.host_config), self.node
         )
+        self._no_container_yet = False  # from here on a container may exist
         obj = await self.docker("create_container", host_config=host_config, **plan.create_kwargs())
         self.object_id = obj["Id"]
         for path in plan.writable:
@@ -419,18 +422,27 @@ class GpuPoolSpawner(DockerSpawner):
             self.log.error("%s: %s", self._log_name, e)
             return True
         except Exception as e:  # EngineUnreachable, an engine error: it may still run
+            if self._no_container_yet:
+                return True  # never asked for: nothing carries this reservation's label
             self.log.warning(
                 "%s: could not remove %s on %s (%s); the pool stops it when the node answers",
                 self._log_name, self.object_name, self.node_name, e,
             )  # fmt: skip
         if self.reservation_id:
             reason = f"{why}: removed when node {self.node_name} answered again"
-            try:
-                await self.pool.stop_pending(self.reservation_id, reason)
-            except Exception:
-                self.log.exception(
-                    "could not leave the stop of %s to the pool", self.reservation_id
-                )
+            for wait in (1, 2, 4, 0):  # the pool restarting: tried for a few seconds
+                try:
+                    await self.pool.stop_pending(self.reservation_id, reason)
+                    break
+                except Exception:
+                    if not wait:
+                        # the hub forgets the server; its reservation stays active and
+                        # the container (if any) runs on: an admin must look
+                        self.log.exception(
+                            "%s: could not leave the stop of %s to the pool; it stays held",
+                            self._log_name, self.reservation_id,
+                        )  # fmt: skip
+                    await asyncio.sleep(wait)
         return False
 
     async def poll(self) -> int | str | None:  # type: ignore[override]

@@ -146,7 +146,6 @@ class InventoryHandler(BaseHandler):
         )
 
 
-
 class SampleHandler(BaseHandler):
     def get(self) -> None:
         self.write_json({**self.latest().to_json(), **_hami_core(self)})

@@ -387,7 +387,8 @@ class Monitor:
             "critical",
             f"node {node.name} takes no sliced specs: {why}. Install HAMi-core as "
             "docs/install.md (step 2) says: the library, an ld.so.preload naming it, and "
-            "/tmp/vgpulock with mode 1777",
+            "/tmp/vgpulock with mode 1777 (then restart gpupool-agent where it runs under "
+            "systemd: its private /tmp sees the folder as it was at its start)",
             node=node.name,
             problems=problems,
         )

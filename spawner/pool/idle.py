@@ -118,7 +118,7 @@ class IdleCuller:
             if busy:
                 t.last_busy = now
                 if t.warned and t.stop_asked is None:
-                    await self.ledger_call(self.ledger.clear_notice, r.id)
+                    await self.ledger_call(self.ledger.clear_notice, r.id, KIND)
                     t.warned = False
                     self.log.info(
                         "reservation %s of %s: GPU busy again, notice withdrawn", r.id, r.owner

@@ -55,6 +55,9 @@ __all__ = ["STOP_PENDING", "Ledger", "LedgerError", "Reservation"]
 # The notice of a reservation whose workload is to be stopped once its node answers: the
 # hub stopped the server while the node's engine did not answer (issue 18).
 STOP_PENDING = "stop-pending"
+# One notice per reservation: one of a higher rank is not replaced by one of a lower
+# (a pending stop by nothing; the slice watchdog's by no idle warning).
+_RANK = {STOP_PENDING: 3, "over-slice": 2}
 
 
 class Ledger:
@@ -82,6 +85,9 @@ class Ledger:
         self.orphans: dict[str, str] = {}  # reservation id -> why it could not be applied
         self.down: set[str] = set()  # nodes whose engine or agent does not answer (not stored)
         self.unsliceable: dict[str, str] = {}  # node -> what its agent found wrong with HAMi-core
+        # ids the spawner released before the pool had made them (a start cancelled while
+        # its reserve was under way): a reserve of one of them is refused; an hour each
+        self.forgotten: dict[str, float] = {}
         self.drained_nodes: set[str] = set()
         self.inventory: dict[str, tuple[Gpu, ...]] = {}  # node -> GPUs its agent reported
         with self._lock, self._tx() as conn:
@@ -307,6 +313,11 @@ class Ledger:
         req = Request.from_spec(spec)
         rid = reservation_id or "r-" + secrets.token_hex(8)
         with self._write() as conn:
+            if rid in self.forgotten:
+                raise LedgerError(
+                    f"reservation {rid!r} was released before it was made (its start was "
+                    "cancelled while the pool answered)"
+                )
             if conn.execute(select(reservations.c.id).where(reservations.c.id == rid)).first():
                 raise LedgerError(f"reservation id {rid!r} is already used")
             mine: list[Reservation] = []
@@ -532,7 +543,7 @@ class Ledger:
         stop_reason: str | None = None,
     ) -> bool:
         """Post (or replace) the notice of an active reservation; False if it is not active,
-        or if it has a stop pending (STOP_PENDING: no other notice replaces that one)."""
+        or holds a notice of a higher rank (a pending stop, then the slice watchdog's)."""
         with self._write() as conn:
             conn.info["unchanged"] = True  # notices do not change placements
             state = conn.execute(
@@ -543,7 +554,7 @@ class Ledger:
             held = conn.execute(
                 select(notices.c.kind).where(notices.c.reservation_id == rid)
             ).scalar()
-            if held == STOP_PENDING and kind != STOP_PENDING:
+            if held is not None and _RANK.get(held, 1) > _RANK.get(kind, 1):
                 return False
             conn.execute(delete(notices).where(notices.c.reservation_id == rid))
             conn.execute(
@@ -558,15 +569,15 @@ class Ledger:
             )
             return True
 
-    def clear_notice(self, rid: str) -> None:
-        """Withdraw a reservation's notice (never a pending stop: that ends with a release)."""
+    def clear_notice(self, rid: str, kind: str | None = None) -> None:
+        """Withdraw a reservation's notice (of ``kind`` only, when given; never a pending
+        stop: that ends with a release)."""
+        cond = [notices.c.reservation_id == rid, notices.c.kind != STOP_PENDING]
+        if kind is not None:
+            cond.append(notices.c.kind == kind)
         with self._write() as conn:
             conn.info["unchanged"] = True
-            conn.execute(
-                delete(notices).where(
-                    notices.c.reservation_id == rid, notices.c.kind != STOP_PENDING
-                )
-            )
+            conn.execute(delete(notices).where(*cond))
 
     def stops_pending(self) -> dict[str, str]:
         """Reservation id -> release reason, for active reservations whose workload is to
@@ -623,6 +634,15 @@ class Ledger:
             (self.down.add if down else self.down.discard)(node)
             if node in self.state.index:
                 self.state.set_status(node, self._status(node))  # type: ignore[arg-type]
+
+    def forget(self, rid: str) -> None:
+        """Refuse a later reserve of ``rid`` (released before it was made)."""
+        with self._lock:
+            now = time.monotonic()
+            for old in [k for k, t in self.forgotten.items() if now - t > 3600]:
+                del self.forgotten[old]
+            if len(self.forgotten) < 100_000:
+                self.forgotten[rid] = now
 
     def set_sliceable(self, node: str, problem: str | None) -> None:
         """Whether ``node`` takes sliced specs: not while its agent reports ``problem``

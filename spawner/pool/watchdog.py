@@ -21,6 +21,7 @@ The detection delay is the agent's sampling period plus the pool's probe interva
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -45,7 +46,7 @@ class Overuse:
     node: str
     gpu: str  # uuid
     gpu_index: int | None
-    reservation: str  # "" for a container gpupool did not start
+    reservation: str
     container: str  # its container id (12 hex)
     owner: str | None
     used_mib: int
@@ -78,7 +79,9 @@ def find_overuse(
 ) -> list[Overuse]:
     """Every (reservation or container, GPU) of ``sample`` whose processes use more memory
     than its share plus ``tolerance_mib``. Processes in no container (the node's own) and
-    readings without a memory figure are not judged; whole cards are not limited."""
+    readings without a memory figure are not judged; whole cards are not limited; nor
+    are processes without a reservation label (not gpupool's, or labels the agent could
+    not read) and reservations not placed now."""
     used: dict[tuple[str, str, str], int] = {}  # (reservation, container, uuid) -> MiB
     meta: dict[tuple[str, str, str], tuple[int | None, str | None, str]] = {}
     for g in sample.get("gpus") or ():
@@ -90,19 +93,22 @@ def find_overuse(
             mib, cid = p.get("memory_mib"), p.get("container_id")
             if not isinstance(mib, int) or isinstance(mib, bool) or not cid:
                 continue
-            rid = p.get("reservation") if isinstance(p.get("reservation"), str) else ""
-            # a reservation's containers are judged together; others one by one
-            k = (rid, "" if rid else str(cid), uuid)
+            rid = p.get("reservation")
+            if not isinstance(rid, str) or not rid:
+                # not gpupool's, or its labels unknown (the agent could not ask the
+                # engine): nothing to hold it to
+                continue
+            k = (rid, "", uuid)  # a reservation's containers are judged together
             used[k] = used.get(k, 0) + max(0, mib)
             owner = p.get("owner") if isinstance(p.get("owner"), str) else None
             meta.setdefault(k, (index, owner, str(cid)[:12]))
     out = []
     for k, mib in sorted(used.items()):
         rid, _, uuid = k
-        placement = placements.get(rid) if rid else None
-        if placement is not None and placement.node != node:
-            placement = None
-        share = next((s for s in placement.gpus if s.uuid == uuid), None) if placement else None
+        placement = placements.get(rid)
+        if placement is None or placement.node != node:
+            continue  # not placed now (released, or its GPU gone): not judged here
+        share = next((s for s in placement.gpus if s.uuid == uuid), None)
         if share is not None and share.whole:
             continue
         limit = share.memory_mib if share is not None else 0
@@ -117,6 +123,7 @@ def find_overuse(
 class _Seen:
     since: float
     last: Overuse
+    message: str  # the alert's text, kept: a changing text is an "updated" event each time
     stopped: bool = False
 
 
@@ -146,6 +153,7 @@ class SliceWatchdog:
         self.stop = stop
         self.clock = clock
         self.seen: dict[str, dict[str, _Seen]] = {}  # node -> key -> since
+        self.stopping: dict[str, asyncio.Task[None]] = {}  # reservation -> its stop
 
     async def observe(self, node: str, sample: Mapping[str, Any]) -> list[Overuse]:
         """Judge one new sample of ``node``; returns what is over now."""
@@ -159,13 +167,13 @@ class SliceWatchdog:
         for gone in set(mine) - {o.key for o in found}:
             s = mine.pop(gone)
             self.alerts.clear(gone, "back within its slice")
-            if s.last.reservation and not s.stopped:
-                await self.ledger_call(self.ledger.clear_notice, s.last.reservation)
+            if not s.stopped:
+                await self.ledger_call(self.ledger.clear_notice, s.last.reservation, KIND)
             log.info("%s: back within its share", s.last.describe())
         for o in found:
             s = mine.get(o.key)
             if s is None:
-                s = mine[o.key] = _Seen(since=now, last=o)
+                s = mine[o.key] = _Seen(since=now, last=o, message=self._alert_text(o, now))
                 await self._warn(o, now)
             s.last = o
             figures = {"used_mib": o.used_mib, "limit_mib": o.limit_mib}
@@ -173,29 +181,39 @@ class SliceWatchdog:
                 o.key,
                 KIND,
                 "critical",
-                self._alert_text(o, s.since),
+                s.message,
                 node=node,
                 gpu=o.gpu,
-                reservation=o.reservation or None,
+                reservation=o.reservation,
                 owner=o.owner,
                 container=o.container,
                 **figures,
             )
             alert.details.update(figures)  # the latest figures on a refreshed alert
-            if not s.stopped and o.reservation and now - s.since >= self.settings.grace:
-                s.stopped = await self._stop(o, now - s.since)
+            due = now - s.since >= self.settings.grace
+            if due and not s.stopped and o.reservation not in self.stopping:
+                # in the background: a slow hub or engine must not hold the probes up
+                task = asyncio.ensure_future(self._stop_in_background(o, s, now - s.since))
+                self.stopping[o.reservation] = task
         return found
 
+    async def _stop_in_background(self, o: Overuse, s: _Seen, over_for: float) -> None:
+        try:
+            s.stopped = await self._stop(o, over_for)
+        finally:
+            self.stopping.pop(o.reservation, None)
+
+    async def settle(self) -> None:
+        """Wait for the stops under way (tests, and the service's shutdown)."""
+        while self.stopping:
+            await asyncio.gather(*list(self.stopping.values()), return_exceptions=True)
+
     def _alert_text(self, o: Overuse, since: float) -> str:
-        if not o.reservation:
-            return f"{o.describe()}; gpupool did not start it: stop it on the node"
         at = dt.datetime.fromtimestamp(since + self.settings.grace, dt.timezone.utc)
         return f"{o.describe()}; its workload is stopped at {at:%H:%M:%S} UTC unless it drops"
 
     async def _warn(self, o: Overuse, now: float) -> None:
         log.warning("%s", o.describe())
-        if not o.reservation:
-            return
         at = dt.datetime.fromtimestamp(now + self.settings.grace, dt.timezone.utc)
         share = f"its slice of {format_mib(o.limit_mib)}" if o.limit_mib else "nothing"
         msg = (

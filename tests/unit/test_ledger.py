@@ -257,3 +257,17 @@ def test_a_release_reason_is_cut_to_its_column(db_url: str, catalog_dir: Path) -
     gone = ledger.release(r.id, "released by " + "x" * 255)
     assert gone is not None and gone.release_reason == ("released by " + "x" * 255)[:255]
     ledger.close()
+
+
+def test_an_id_released_before_it_was_made_cannot_be_reserved(catalog_dir: Path) -> None:
+    """A start cancelled while its reserve was still on the way: the spawner's release of
+    the id it chose came first (404), and the reserve that follows is refused (issue 18),
+    so nothing is held for the start grace."""
+    catalog = load_catalog(catalog_dir)
+    ledger = Ledger("sqlite://", catalog)
+    ledger.forget("r-0123456789abcdef")
+    with pytest.raises(LedgerError, match="released before it was made"):
+        ledger.reserve(catalog.spec("a100-40g"), "alice", reservation_id="r-0123456789abcdef")
+    assert ledger.list(owner="alice") == []
+    other = ledger.reserve(catalog.spec("a100-40g"), "alice", reservation_id="r-fedcba9876543210")
+    assert not isinstance(other, Rejection)

@@ -6,6 +6,7 @@ tests/integration/test_agent_pool.py runs it with a real hub, pool service and a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -98,17 +99,26 @@ async def test_over_its_slice_alert_notice_then_stop_after_the_grace(world) -> N
     assert a.details["owner"] == "alice" and a.details["container"] == ("c0ffee" * 2)
     (n,) = ledger.notices("alice")
     assert n["kind"] == KIND and "The pool stops this workload at" in n["message"]
+    # the idle culler's warning neither replaces nor withdraws it
+    from gpupool.pool import idle
+
+    assert not ledger.set_notice(r.id, idle.KIND, "idle", None)
+    ledger.clear_notice(r.id, idle.KIND)
+    assert [x["kind"] for x in ledger.notices("alice")] == [KIND]
     clock.t += GRACE - 1
     await dog.observe(r.node, over())
+    await dog.settle()
     assert stops.asked == []  # not before the grace
     clock.t += 1
     await dog.observe(r.node, over())
+    await dog.settle()  # the stop runs beside the probes, not in them
     assert stops.asked == [(r.id, "the pool (slice watchdog)")]
     freed = ledger.get(r.id)
     assert freed is not None and freed.state == "released"
     assert freed.release_reason.startswith("over-slice: used 50 GiB of GPU memory")  # type: ignore[union-attr]
     clock.t += 10
     await dog.observe(r.node, over())  # its processes may linger a sample: asked once
+    await dog.settle()
     assert len(stops.asked) == 1
 
 
@@ -135,6 +145,7 @@ async def test_back_under_before_the_grace_withdraws_alert_and_notice(world) -> 
     assert not alerts.active and ledger.notices() == []
     clock.t += GRACE
     await dog.observe(r.node, sample(r.node, {uuid: [proc(r, 45 * 1024)]}))
+    await dog.settle()
     assert stops.asked == []  # the clock starts over
 
 
@@ -151,6 +162,7 @@ async def test_a_process_on_a_card_its_reservation_does_not_hold_is_caught(world
     assert "no share of that GPU" in next(iter(alerts.active.values())).message
     clock.t += GRACE
     await dog.observe(r.node, s)
+    await dog.settle()
     assert [rid for rid, _ in stops.asked] == [r.id]
 
 
@@ -164,6 +176,7 @@ async def test_one_users_overuse_touches_no_other_reservation(world) -> None:  #
     await dog.observe(a.node, s)
     clock.t += GRACE
     await dog.observe(a.node, s)
+    await dog.settle()
     assert [rid for rid, _ in stops.asked] == [a.id]
     assert ledger.get(b.id).state == "active"  # type: ignore[union-attr]
     assert [n["owner"] for n in ledger.notices()] == []  # alice's went with her reservation
@@ -171,11 +184,13 @@ async def test_one_users_overuse_touches_no_other_reservation(world) -> None:  #
 
 def test_what_is_not_judged() -> None:
     """Whole cards, processes in no container (the node's own), readings without a memory
-    figure, a malformed sample: nothing. A container gpupool did not start is judged by
-    itself (share 0), with no reservation to stop."""
+    figure, a malformed sample, processes without a reservation label (not gpupool's, or
+    labels the agent could not read: never a false alarm about someone's workload), and a
+    reservation not placed now (released, or its GPU gone from the inventory)."""
     from gpupool.pool.state import GpuShare, Placement
 
     whole = Placement("n1", (GpuShare("GPU-1", 0, 81920, 100, True),), 1000, 1024, 0)
+    sliced = Placement("n1", (GpuShare("GPU-6", 5, 10240, 0, False),), 1000, 1024, 0)
     s = {
         "gpus": [
             {
@@ -189,8 +204,23 @@ def test_what_is_not_judged() -> None:
             {"uuid": "GPU-4", "processes": [{"memory_mib": "9000", "container_id": "y" * 64}]},
             {"uuid": None, "processes": "junk"},
             {"uuid": "GPU-5", "processes": [{"memory_mib": 2048, "container_id": "z" * 64}]},
+            {
+                "uuid": "GPU-6",
+                "processes": [
+                    {"memory_mib": 60000, "container_id": "w" * 64, "reservation": "r-gone"},
+                    {"memory_mib": 60000, "container_id": "v" * 64, "reservation": "r-other"},
+                ],
+            },
         ]
     }
-    (o,) = find_overuse(s, "n1", {"r-whole": whole}, 256)
-    assert (o.gpu, o.reservation, o.container, o.limit_mib) == ("GPU-5", "", "z" * 12, 0)
+    placements = {"r-whole": whole, "r-other": dataclasses.replace(sliced, node="n2")}
+    assert find_overuse(s, "n1", placements, 256) == []
     assert find_overuse({}, "n1", {}, 256) == []
+    # the same sample with r-gone placed here: judged
+    (o,) = find_overuse(s, "n1", {**placements, "r-gone": sliced}, 256)
+    assert (o.reservation, o.container, o.used_mib, o.limit_mib) == (
+        "r-gone",
+        "w" * 12,
+        60000,
+        10240,
+    )
