@@ -96,6 +96,9 @@ class Deployment:
         (fake / "world.json").write_text('{"gpus": []}')
         for p in (fake, fake / "fake_nvml.py", fake / "world.json"):
             p.chmod(0o755 if p.is_dir() else 0o644)
+        vgpulock = tmp / "vgpulock"
+        vgpulock.mkdir()
+        vgpulock.chmod(0o1777)
         self.env_file = tmp / "compose.env"
         env = {
             "COMPOSE_PROJECT_NAME": "gpupool-test",
@@ -115,6 +118,10 @@ class Deployment:
             "GPUPOOL_AGENT_PORT": str(agent_port),
             "GPUPOOL_AGENT_TOKEN_FILE": str(token),
             "GPUPOOL_AGENT_RUNTIME": "runc",
+            # the stand-in library with its ld.so.preload (write_engine_catalog), as a node
+            # keeps HAMi-core; the agent checks it before the node takes sliced specs
+            "GPUPOOL_HAMI_CORE_DIR": str(catalog / "vgpu"),
+            "GPUPOOL_VGPULOCK": str(vgpulock),
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         # CI only: the agent reads the FAKE NVML (no GPU); everything else is compose.yaml's
@@ -316,6 +323,9 @@ def test_compose_brings_the_hub_and_the_agent_up_on_postgresql(deployment: Deplo
         deployment.logs,
     )
     assert node["health"]["state"] == "up", node
+    # HAMi-core found installed by the agent's check (compose.yaml mounts it in): sliced
+    # specs may go there
+    assert node["takes_slices"] is True and not node.get("slice_problem"), node
 
 
 def test_a_spawn_and_a_training_pass_through_and_survive_a_hub_restart(
