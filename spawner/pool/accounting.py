@@ -15,6 +15,7 @@ Quotas use the same GPU-hours, so what a user is told and what they are held to 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,13 +40,15 @@ def month_window(when: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
+MONTH_RE = r"(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])"  # what the API documents
+
+
 def parse_month(text: str) -> tuple[dt.datetime, dt.datetime]:
     """'2026-11' -> its window; ValueError says what is allowed."""
-    try:
-        year, month = (int(x) for x in text.split("-"))
-        return month_window(dt.datetime(year, month, 1, tzinfo=UTC))
-    except (ValueError, TypeError):
-        raise ValueError(f"month {text!r} is not YYYY-MM (e.g. 2026-11)") from None
+    if not re.fullmatch(MONTH_RE, text):
+        raise ValueError(f"month {text!r} is not YYYY-MM from 1970-01 to 2999-12 (e.g. 2026-11)")
+    year, month = (int(x) for x in text.split("-"))
+    return month_window(dt.datetime(year, month, 1, tzinfo=UTC))
 
 
 def gpu_weight(share: GpuShare, card_mib: Mapping[str, int]) -> float:

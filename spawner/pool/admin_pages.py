@@ -19,7 +19,8 @@ from tornado import web
 
 from ..catalog.units import format_mib
 from . import accounting
-from .api import ID_RE, ApiError, node_json
+from .api import node_json
+from .base import ID_RE, ApiError
 from .pages import PageHandler, _age, _gpus, page
 from .release import Refused, stop_and_release
 

@@ -6,233 +6,22 @@ Asking for another user's reservation answers 404, exactly as for one that does 
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tornado import web
-from tornado.escape import url_escape
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..catalog.models import Catalog, Spec
-from .access import ADMIN, OBSERVE, SPAWN, Caller
+from .access import SPAWN
+from .base import ID_RE, ApiError, BaseHandler, NotFoundHandler, released
 from .ledger import Ledger, LedgerError, Reservation
-from .limits import (
-    DEFAULT_MAX_BODY,
-    WRITES,
-    BadPage,
-    RateLimiter,
-    time_cursor,
-    time_page,
-)
 from .openapi import openapi_document
+from .paging import BadPage, time_cursor, time_page
 from .release import Refused, how_to_stop, stop_and_release, user_may_release
 from .scheduler import Rejection
 
-ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 KINDS = ("notebook", "training", "manual")
 RESERVE_FIELDS = {"spec", "server_name", "kind", "owner", "id", "container"}
-
-
-class ApiError(web.HTTPError):
-    """An HTTP error with a JSON body; ``extra`` is merged into it."""
-
-    def __init__(
-        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
-    ):
-        super().__init__(status, log_message=message)
-        self.message = message
-        self.extra = extra
-        self.headers = headers or {}
-
-
-class PoolContext:
-    """What handlers share: the catalog, the ledger, and one thread for ledger calls
-    (blocking SQL stays off the event loop; one thread keeps writes in order)."""
-
-    def __init__(self, catalog: Catalog, ledger: Ledger, hub_auth: Any):
-        self.catalog = catalog
-        self.ledger = ledger
-        self.hub_auth = hub_auth
-        self.monitor: Any = None  # the health monitor (health.Monitor), set by the service
-        self.trainings: Any = None  # the trainings dispatcher (trainings.dispatch), likewise
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-ledger")
-        limits = catalog.pool.limits
-        self.write_limiter = RateLimiter(limits.writes_per_minute / 60, limits.write_burst)
-
-    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
-
-    async def owner(self, name: str) -> Caller:
-        """The hub's user ``name`` (its groups decide the specs it may use), looked up
-        with the service's own token; an unknown user answers 404."""
-        url = f"{self.hub_auth.api_url}/users/{url_escape(name, plus=False)}"
-        req = HTTPRequest(url, headers={"Authorization": f"token {self.hub_auth.api_token}"})
-        try:
-            resp = await AsyncHTTPClient().fetch(req)
-        except HTTPClientError as e:
-            if e.code == 404:
-                raise ApiError(404, f"no hub user {name!r}") from None
-            raise ApiError(502, f"the hub did not answer for user {name!r}: {e}") from None
-        model = json.loads(resp.body)
-        roles = set(model.get("roles") or ())
-        groups = frozenset(model.get("groups") or ())
-        scopes = {OBSERVE} if roles & {"gpupool-admin", "gpupool-observer"} else set()
-        if model.get("admin") or self.catalog.is_pool_admin(name, groups):
-            scopes.add(ADMIN)
-        return Caller(name=name, kind="user", scopes=frozenset(scopes), groups=groups)
-
-    async def stop_server(self, user: str, server_name: str = "") -> bool:
-        """Ask the hub to stop a user's server (its spawner then frees the reservation),
-        with the service's token (hub scope ``servers``). False if the hub has no such
-        server; a refusal or a hub that does not answer is a 502 that says so."""
-        # the hub answers a stop of a server that is not running with success as well:
-        # ask first, so that 'stopped' means a spawner will free the reservation
-        auth = {"Authorization": f"token {self.hub_auth.api_token}"}
-        user_url = f"{self.hub_auth.api_url}/users/{url_escape(user, plus=False)}"
-        try:
-            resp = await AsyncHTTPClient().fetch(HTTPRequest(user_url, headers=auth))
-            if server_name not in (json.loads(resp.body).get("servers") or {}):
-                return False
-        except HTTPClientError as e:
-            if e.code == 404:
-                return False
-            raise ApiError(502, f"the hub did not answer for user {user!r}: {e}") from None
-        except OSError as e:
-            raise ApiError(502, f"the hub did not answer: {e}") from None
-        path = f"users/{url_escape(user, plus=False)}/server"
-        if server_name:
-            path += f"s/{url_escape(server_name, plus=False)}"
-        req = HTTPRequest(
-            f"{self.hub_auth.api_url}/{path}",
-            method="DELETE",
-            headers={"Authorization": f"token {self.hub_auth.api_token}"},
-            request_timeout=60,
-        )
-        try:
-            await AsyncHTTPClient().fetch(req)
-        except HTTPClientError as e:
-            if e.code == 404:
-                return False
-            detail = ""
-            if e.response is not None and e.response.body:
-                try:
-                    detail = json.loads(e.response.body).get("message", "")
-                except ValueError:
-                    pass
-            raise ApiError(
-                502, f"the hub did not stop {user}'s server: {e.code} {detail}".strip()
-            ) from None
-        except OSError as e:
-            raise ApiError(502, f"the hub did not answer: {e}") from None
-        return True
-
-
-class BaseHandler(web.RequestHandler):
-    caller: Caller
-    auth_required = True
-
-    @property
-    def ctx(self) -> PoolContext:
-        return self.settings["pool"]
-
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-
-    max_body = DEFAULT_MAX_BODY  # bytes this endpoint reads; more answers 413
-
-    async def prepare(self) -> None:
-        size = len(self.request.body or b"")
-        if size > self.max_body:
-            raise ApiError(
-                413,
-                f"the request body is {size} bytes; this endpoint takes at most "
-                f"{self.max_body} bytes",
-            )
-        if not self.auth_required:
-            return
-        header = self.request.headers.get("Authorization", "")
-        m = re.match(r"(?:token|bearer)\s+(\S+)$", header, re.IGNORECASE)
-        if not m:
-            raise ApiError(401, "a hub token is required: send 'Authorization: token <token>'")
-        model = await self.ctx.hub_auth.user_for_token(m.group(1), sync=False)
-        if not model:
-            raise ApiError(403, "the hub does not accept this token")
-        self.caller = Caller.from_hub_model(model)
-        if not (self.caller.can_use or self.caller.can_observe or self.caller.acts_for_others):
-            raise ApiError(
-                403, "this token has no gpupool scope (custom:gpupool:use, :observe or :admin)"
-            )
-        if (
-            self.request.method in WRITES
-            and self.caller.kind == "user"
-            and not self.caller.acts_for_others
-        ):
-            wait = self.ctx.write_limiter.take(self.caller.name)
-            if wait:
-                after = RateLimiter.retry_after(wait)
-                limits = self.ctx.catalog.pool.limits
-                raise ApiError(
-                    429,
-                    f"too many changes: at most {limits.writes_per_minute:g} per minute "
-                    f"({limits.write_burst} at once) per user; retry in {after} s",
-                    headers={"Retry-After": after},
-                    reason="rate-limit",
-                )
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        body: dict[str, Any] = {"status": status_code}
-        if isinstance(exc, ApiError):
-            body["message"] = exc.message
-            body.update(exc.extra)
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-        else:
-            body["message"] = self._reason
-        self.finish(json.dumps(body))
-
-    def send(self, obj: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(json.dumps(obj))
-
-    def json_object(self) -> dict[str, Any]:
-        """The request body, a JSON object; else 400 saying what it is not."""
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except RecursionError:
-            raise ApiError(400, "request body is not JSON: nested too deeply") from None
-        except ValueError as e:  # not JSON, or not UTF-8
-            raise ApiError(400, f"request body is not JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "request body must be a JSON object")
-        return data
-
-    def body(self, allowed: set[str]) -> dict[str, Any]:
-        data = self.json_object()
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ApiError(
-                400, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-            )
-        return data
-
-    def specs_for(self, caller: Caller) -> list[Spec]:
-        """The specs ``caller`` sees: those they may use, and every one for observers."""
-        if caller.can_observe:
-            return list(self.ctx.catalog.specs)
-        return self.usable_by(caller)
-
-    def usable_by(self, caller: Caller) -> list[Spec]:
-        """The specs ``caller`` may use (Catalog.usable_specs: the form's rule too)."""
-        return list(
-            self.ctx.catalog.usable_specs(caller.name, caller.groups, hub_admin=caller.is_admin)
-        )
 
 
 class RootHandler(BaseHandler):
@@ -328,7 +117,7 @@ class SpecHandler(BaseHandler):
 class ReservationsHandler(BaseHandler):
     async def get(self) -> None:
         owner = self.get_argument("owner", None)
-        include_released = self.get_argument("state", "active") == "all"
+        include_released = self.choice("state", ("active", "all"), "active") == "all"
         if not (self.caller.can_observe or self.caller.acts_for_others):
             if owner not in (None, self.caller.name):
                 raise ApiError(404, f"no user {owner!r}")  # other users are not visible
@@ -394,7 +183,12 @@ class ReservationsHandler(BaseHandler):
         if spec is None:
             names = ", ".join(s.slug for s in allowed) or "none"
             what = "is required" if slug is None else f"{slug!r} is not a spec you may use"
-            raise ApiError(400, f"spec {what}; allowed: {names}", allowed=[s.slug for s in allowed])
+            raise self.refused(
+                f"spec {what}; allowed: {names}",
+                data,
+                "ReservationRequest",
+                allowed=[s.slug for s in allowed],
+            )
         quota, source = self.ctx.catalog.pool.quotas.for_user(owner, who.groups)
         try:
             result = await self.ctx.run(
@@ -421,10 +215,12 @@ class ReservationsHandler(BaseHandler):
 
 
 class ReservationHandler(BaseHandler):
-    async def _find(self, rid: str) -> Reservation:
+    async def _find(self, rid: str, *, even_released: bool = False) -> Reservation:
         found = await self.ctx.run(self.ctx.ledger.get, rid)
         if found is None or not self.caller.may_see(found.owner):
             raise ApiError(404, f"no reservation {rid!r}")
+        if found.state != "active" and not even_released:
+            raise released(found)
         return found
 
     async def get(self, rid: str) -> None:
@@ -432,7 +228,7 @@ class ReservationHandler(BaseHandler):
 
     async def delete(self, rid: str) -> None:
         try:
-            found = await self._find(rid)
+            found = await self._find(rid, even_released=True)
         except ApiError:
             if self.caller.acts_for_others and re.fullmatch(ID_RE, rid):
                 # the spawner frees what a cancelled start may still be reserving: a
@@ -562,4 +358,5 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/nodes", NodesHandler),
         (rf"{api}/nodes/({ID_RE})", NodeHandler),
         (rf"{api}/nodes/({ID_RE})/(drain|undrain)", NodeDrainHandler),
+        (rf"{api}/.*", NotFoundHandler),  # last: JSON 404 for paths no operation names
     ]

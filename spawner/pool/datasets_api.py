@@ -8,7 +8,7 @@ from typing import Any
 
 from ..catalog.models import Dataset
 from ..container import DATASETS_ROOT
-from .api import ID_RE, ApiError, BaseHandler
+from .base import ID_RE, ApiError, BaseHandler
 
 
 def dataset_json(d: Dataset) -> dict[str, Any]:

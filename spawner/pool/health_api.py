@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from ..exposition import Family, render
-from .api import ID_RE, ApiError, BaseHandler
+from .base import ID_RE, ApiError, BaseHandler, released
 from .ledger import STOP_PENDING
 
 
@@ -46,7 +46,7 @@ class AlertsHandler(_HealthHandler):
         alerts = self.monitor.alerts
         node = self.get_argument("node", None)
         body: dict[str, Any] = {"alerts": [a.to_json() for a in alerts.list(node)]}
-        if self.get_argument("history", "") in ("1", "true", "yes"):
+        if self.choice("history", ("1", "0"), "0") == "1":
             body["history"] = list(alerts.history)
         self.send(body)
 
@@ -84,6 +84,8 @@ class ReservationMetricsHandler(_HealthHandler):
         found = await self.ctx.run(self.ctx.ledger.get, rid)
         if found is None or not self.caller.may_see(found.owner):
             raise ApiError(404, f"no reservation {rid!r}")
+        if found.state != "active":
+            raise released(found)
         samples = list(self.monitor.history.reservations.get(rid, ()))
         self.send({"reservation": rid, "state": found.state, "samples": samples})
 
@@ -203,7 +205,7 @@ class NoticesHandler(BaseHandler):
     observers may ask for every user's with ``all=1``."""
 
     async def get(self) -> None:
-        every = self.get_argument("all", "") == "1"
+        every = self.choice("all", ("1", "0"), "0") == "1"
         if every and not self.caller.can_observe:
             raise ApiError(403, "every user's notices need custom:gpupool:observe")
         if not every and not self.caller.can_use:

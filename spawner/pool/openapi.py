@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from .accounting import MONTH_RE
+from .base import ID_RE
+from .openapi_parts import ERR as _ERR
+from .openapi_parts import FLAG, path_param, query
+from .openapi_parts import json_answer as _json
+from .openapi_parts import ref as _ref
+from .paging import openapi_parameters
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERR = _ref("Error")
 NOTICE: dict[str, Any] = {
     "type": "object",
     "required": ["reservation", "owner", "server_name", "spec", "kind", "message", "act_at"],
@@ -24,7 +21,12 @@ NOTICE: dict[str, Any] = {
         "owner": {"type": "string"},
         "server_name": {"type": "string"},
         "spec": {"type": "string"},
-        "kind": {"enum": ["gpu-idle"]},
+        "kind": {
+            "enum": ["gpu-idle", "over-slice", "stop-pending"],
+            "description": "gpu-idle: stopped at act_at unless used; over-slice: its "
+            "processes use more GPU memory than the slice; stop-pending: stopped while its "
+            "node did not answer, finished when it does",
+        },
         "message": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
         "act_at": {"type": ["string", "null"], "format": "date-time"},
@@ -36,23 +38,17 @@ _ERRORS = {
     "401": _json(_ERR, "No token was sent"),
     "403": _json(_ERR, "The token lacks the scope this needs"),
 }
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_PAGE = [
-    {
-        "name": "limit",
-        "in": "query",
-        "description": "items per page (default 200)",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-    },
-    {
-        "name": "cursor",
-        "in": "query",
-        "description": "the 'next' of the previous page",
-        "schema": {"type": "string"},
-    },
-]
+
+
+MONTH = query(
+    "month",
+    {"type": "string", "pattern": f"^{MONTH_RE}$"},
+    "YYYY-MM, 1970-01 to 2999-12 (default: this month, UTC)",
+)
+_ID = path_param("id")
+_PAGE = openapi_parameters()
 _NEXT = {"type": ["string", "null"], "description": "cursor of the next page; null on the last"}
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_NAME = path_param("name")
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -62,6 +58,19 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "integer"},
             "message": {"type": "string", "description": "what was wrong and what is allowed"},
             "allowed": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Gone": {
+        "type": "object",
+        "description": "A 404; for a released reservation of the caller's, when and why",
+        "required": ["status", "message"],
+        "properties": {
+            "status": {"type": "integer", "const": 404},
+            "message": {"type": "string"},
+            "id": {"type": "string"},
+            "state": {"type": "string", "enum": ["released"]},
+            "released_at": {"type": ["string", "null"], "format": "date-time"},
+            "release_reason": {"type": ["string", "null"]},
         },
     },
     "Capacity": {
@@ -134,12 +143,24 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["spec"],
         "properties": {
-            "spec": {"type": "string"},
-            "server_name": {"type": "string"},
+            "spec": {"type": "string", "description": "a spec the owner may use (else 422)"},
+            "server_name": {"type": "string", "maxLength": 255},
             "kind": {"type": "string", "enum": ["notebook", "training", "manual"]},
-            "owner": {"type": "string", "description": "admins only"},
-            "id": {"type": "string", "description": "admins only"},
-            "container": {"type": "string", "description": "admins only: the container's name"},
+            "owner": {
+                "type": "string",
+                "minLength": 1,
+                "description": "admins only; a hub user (else 404)",
+            },
+            "id": {
+                "type": "string",
+                "pattern": f"^{ID_RE}$",
+                "description": "admins only; one never used before (else 409)",
+            },
+            "container": {
+                "type": "string",
+                "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$",
+                "description": "admins only: the container's name",
+            },
         },
     },
     "Reservation": {
@@ -217,12 +238,64 @@ SCHEMAS: dict[str, Any] = {
 
 
 def openapi_document(prefix: str = "/services/gpupool/") -> dict[str, Any]:
-    from .trainings.api import OPENAPI_PATHS, OPENAPI_SCHEMAS
+    from .trainings.api import OPENAPI_LINKS, OPENAPI_PATHS, OPENAPI_SCHEMAS
 
     doc = _document(prefix)
     doc["components"]["schemas"] = {**SCHEMAS, **OPENAPI_SCHEMAS}
     doc["paths"].update(OPENAPI_PATHS)
+    _links(doc, {("/reservations", "post"): RESERVATION_LINKS, **OPENAPI_LINKS})
+    _common_answers(doc)
     return doc
+
+
+# What a reservation made by POST leads to (stateful clients and testers follow these).
+RESERVATION_LINKS: dict[str, tuple[str, str]] = {
+    "GetReservation": ("/reservations/{id}", "get"),
+    "ReservationMetrics": ("/reservations/{id}/metrics", "get"),
+    "ReleaseReservation": ("/reservations/{id}", "delete"),
+}
+
+# Answers any operation may give, whatever it does: the token (401, 403), the body size
+# (413) and the per-user write limit (429) of the base handler.
+_COMMON = {
+    "401": "No token was sent",
+    "403": "The hub does not accept the token, or it lacks the scope this needs",
+}
+_WRITES = {
+    "413": "The request body is larger than this endpoint takes",
+    "429": "Too many changes a minute for one user; see Retry-After",
+}
+
+
+def _links(doc: dict[str, Any], links: dict[tuple[str, str], dict[str, tuple[str, str]]]) -> None:
+    """OpenAPI links from what a POST creates to the operations on it, by its ``id``."""
+    for (path, method), targets in links.items():
+        op = doc["paths"][path][method]
+        created = next(c for c in ("201", "202", "200") if c in op["responses"])
+        op["responses"][created]["links"] = {
+            name: {
+                "operationRef": "#/paths/" + target.replace("/", "~1") + f"/{verb}",
+                "parameters": {"id": "$response.body#/id"},
+            }
+            for name, (target, verb) in targets.items()
+        }
+
+
+def _common_answers(doc: dict[str, Any]) -> None:
+    """Every operation documents the answers of the base handler and of its routes."""
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            answers = op.setdefault("responses", {})
+            common = dict(_COMMON) if op.get("security") != [] else {}
+            if method in ("post", "put", "patch", "delete"):
+                common.update(_WRITES)
+            if "{" in path:
+                common.setdefault("404", "No such object, or one the caller may not see")
+            params = op.get("parameters") or []
+            if op.get("requestBody") or any(p.get("in") == "query" for p in params):
+                common.setdefault("400", "A parameter or body this document does not allow")
+            for code, why in common.items():
+                answers.setdefault(code, _json(_ERR, why))
 
 
 def _document(prefix: str) -> dict[str, Any]:
@@ -277,14 +350,7 @@ def _document(prefix: str) -> dict[str, Any]:
             "/specs/{slug}": {
                 "get": {
                     "summary": "One spec",
-                    "parameters": [
-                        {
-                            "name": "slug",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    "parameters": [path_param("slug")],
                     "responses": {
                         "200": _json(_ref("Spec"), "the spec"),
                         "404": _json(_ERR, "no such spec for you"),
@@ -312,14 +378,7 @@ def _document(prefix: str) -> dict[str, Any]:
             "/datasets/{name}": {
                 "get": {
                     "summary": "One dataset",
-                    "parameters": [
-                        {
-                            "name": "name",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    "parameters": [path_param("name")],
                     "responses": {
                         "200": _json(_ref("Dataset"), "the dataset"),
                         "404": _json(_ERR, "no such dataset"),
@@ -331,12 +390,16 @@ def _document(prefix: str) -> dict[str, Any]:
                 "get": {
                     "summary": "Your reservations (all users' with custom:gpupool:observe)",
                     "parameters": [
-                        {"name": "owner", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "state",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": ["active", "all"]},
-                        },
+                        query(
+                            "owner",
+                            {"type": "string"},
+                            "whose (observers and admins; others: their own, else 404)",
+                        ),
+                        query(
+                            "state",
+                            {"type": "string", "enum": ["active", "all"]},
+                            "active (default) or all, released ones included",
+                        ),
                         *_PAGE,
                     ],
                     "responses": {
@@ -350,7 +413,8 @@ def _document(prefix: str) -> dict[str, Any]:
                             },
                             "reservations, oldest first; 'next' is the cursor of the next page",
                         ),
-                        "400": _json(_ERR, "a limit or cursor this API does not take"),
+                        "400": _json(_ERR, "a state, limit or cursor this API does not take"),
+                        "404": _json(_ERR, "another user's, for a caller who sees only their own"),
                         **_ERRORS,
                     },
                 },
@@ -363,9 +427,14 @@ def _document(prefix: str) -> dict[str, Any]:
                     "responses": {
                         "201": _json(_ref("Reservation"), "placed"),
                         "400": _json(
-                            _ERR, "unknown field, spec or kind; the message lists what is allowed"
+                            _ERR,
+                            "the body is not what this document allows; the message "
+                            "names the field and what is allowed",
                         ),
+                        "404": _json(_ERR, "the owner is not a hub user"),
                         "409": _json(_ERR, "reservation id already used"),
+                        "422": _json(_ERR, "a spec the owner may not use; 'allowed' lists theirs"),
+                        "502": _json(_ERR, "the hub did not answer for the owner"),
                         "503": _json(_ref("Capacity"), "nothing fits now"),
                         **_ERRORS,
                     },
@@ -373,11 +442,15 @@ def _document(prefix: str) -> dict[str, Any]:
             },
             "/reservations/{id}": {
                 "get": {
-                    "summary": "One reservation",
+                    "summary": "One active reservation",
                     "parameters": [_ID],
                     "responses": {
                         "200": _json(_ref("Reservation"), "found"),
-                        "404": _json(_ERR, "not found or not yours"),
+                        "404": _json(
+                            _ref("Gone"),
+                            "not found or not yours; or released (gone, as after DELETE): "
+                            "then the answer says when and why, and ?state=all lists it",
+                        ),
                         **_ERRORS,
                     },
                 },
@@ -456,8 +529,8 @@ def _document(prefix: str) -> dict[str, Any]:
                 "get": {
                     "summary": "Active alerts, most severe first; ?history=1 adds raises and clears",
                     "parameters": [
-                        {"name": "node", "in": "query", "schema": {"type": "string"}},
-                        {"name": "history", "in": "query", "schema": {"type": "string"}},
+                        query("node", {"type": "string"}, "one node's only"),
+                        query("history", FLAG, "1: add the recent raises and clears"),
                     ],
                     "responses": {
                         "200": _json(
@@ -474,7 +547,7 @@ def _document(prefix: str) -> dict[str, Any]:
             "/reconcile": {
                 "post": {
                     "summary": "Reconcile containers against reservations now (admins)",
-                    "parameters": [{"name": "node", "in": "query", "schema": {"type": "string"}}],
+                    "parameters": [query("node", {"type": "string"}, "one node only")],
                     "responses": {
                         "200": _json({"type": "object"}, "what each node's pass did"),
                         "404": _json(_ERR, "no such node"),
@@ -497,15 +570,7 @@ def _document(prefix: str) -> dict[str, Any]:
             "/notices": {
                 "get": {
                     "summary": "Notices for the caller's servers (GPU idle: when the pool stops it)",
-                    "parameters": [
-                        {
-                            "name": "all",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"enum": ["1"]},
-                            "description": "every user's (observers)",
-                        }
-                    ],
+                    "parameters": [query("all", FLAG, "1: every user's (observers)")],
                     "responses": {
                         "200": _json(
                             {
@@ -535,19 +600,27 @@ def _document(prefix: str) -> dict[str, Any]:
                     "summary": "The spawner reports the reservation's container runs",
                     "parameters": [_ID],
                     "requestBody": {
+                        "required": True,
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
                                     "additionalProperties": False,
                                     "required": ["container_id"],
-                                    "properties": {"container_id": {"type": "string"}},
+                                    "properties": {
+                                        "container_id": {
+                                            "type": "string",
+                                            "pattern": "^[0-9a-f]{12,64}$",
+                                            "description": "the Docker id (hex)",
+                                        }
+                                    },
                                 }
                             }
-                        }
+                        },
                     },
                     "responses": {
                         "204": {"description": "recorded"},
+                        "400": _json(_ERR, "the body is not what this document allows"),
                         "404": _json(_ERR, "not found or not yours"),
                         "409": _json(_ERR, "the reservation is released"),
                         **_ERRORS,
@@ -569,7 +642,7 @@ def _document(prefix: str) -> dict[str, Any]:
                                     "properties": {
                                         "reason": {
                                             "type": "string",
-                                            "minLength": 1,
+                                            "pattern": "\\S",
                                             "description": "kept as the release reason "
                                             "(cut to 255 characters)",
                                         }
@@ -580,6 +653,7 @@ def _document(prefix: str) -> dict[str, Any]:
                     },
                     "responses": {
                         "202": _json(_ERR, "kept; the stop is finished when the node answers"),
+                        "400": _json(_ERR, "the body is not what this document allows"),
                         "404": _json(_ERR, "not found or not yours"),
                         "409": _json(_ERR, "the reservation is released"),
                         **_ERRORS,
@@ -591,9 +665,9 @@ def _document(prefix: str) -> dict[str, Any]:
                     "summary": "GPU-hours and cost of a month by spec, with the quota left "
                     "(own; observers: ?user= anyone, ?all=1 everyone)",
                     "parameters": [
-                        {"name": "month", "in": "query", "schema": {"type": "string"}},
-                        {"name": "user", "in": "query", "schema": {"type": "string"}},
-                        {"name": "all", "in": "query", "schema": {"type": "string"}},
+                        MONTH,
+                        query("user", {"type": "string"}, "whose (observers; others: own)"),
+                        query("all", FLAG, "1: every user's totals (observers)"),
                     ],
                     "responses": {
                         "200": _json({"type": "object"}, "usage"),
@@ -607,8 +681,8 @@ def _document(prefix: str) -> dict[str, Any]:
                 "get": {
                     "summary": "Every user's month by spec, or every group's, as CSV (observers)",
                     "parameters": [
-                        {"name": "month", "in": "query", "schema": {"type": "string"}},
-                        {"name": "by", "in": "query", "schema": {"enum": ["user", "group"]}},
+                        MONTH,
+                        query("by", {"type": "string", "enum": ["user", "group"]}, "rows per"),
                     ],
                     "responses": {
                         "200": {
@@ -616,6 +690,7 @@ def _document(prefix: str) -> dict[str, Any]:
                             "month,group,users,hours,gpu_hours,cost",
                             "content": {"text/csv": {"schema": {"type": "string"}}},
                         },
+                        "400": _json(_ERR, "month or by is not what this document allows"),
                         **_ERRORS,
                     },
                 }

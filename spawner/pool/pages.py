@@ -16,7 +16,7 @@ from tornado import web
 
 from ..catalog.units import format_mib
 from .access import Caller
-from .api import ApiError, PoolContext
+from .base import ApiError, PoolContext
 from .usage_api import user_usage
 
 STYLE = """

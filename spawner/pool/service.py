@@ -24,7 +24,8 @@ from .. import __version__
 from ..catalog import CatalogError, config_dir, load_catalog
 from .admin_pages import admin_routes
 from .alerts import Alerts
-from .api import PoolContext, routes
+from .api import routes
+from .base import PoolContext
 from .health import Monitor
 from .idle import IdleCuller
 from .ledger import Ledger

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import accounting
 from .access import Caller
-from .api import ApiError, BaseHandler, PoolContext
+from .base import ApiError, BaseHandler, PoolContext
 
 
 def window(ctx: PoolContext, month: str | None) -> tuple[str, dt.datetime, dt.datetime]:
@@ -141,7 +141,8 @@ class UsageHandler(_UsageHandler):
     async def get(self) -> None:
         month, start, end = self.window()
         user = self.get_argument("user", None)
-        if user is None and self.caller.can_observe and self.get_argument("all", "") == "1":
+        every = self.choice("all", ("1", "0"), "0") == "1"
+        if user is None and self.caller.can_observe and every:
             rows = await self.rows(start, end, None)
             users = _per_user(rows)
             groups = await groups_of(self.ctx, sorted(users))

@@ -26,6 +26,7 @@ from tests.support.catalogs import write_engine_catalog
 from tests.support.docker import Engine, ensure_docker_installed, start_engines, stop_engines
 from tests.support.hub import Hub
 from tests.support.images import ensure_image
+from tests.support.reservations import reservation_state
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 TRAINER = "gpupool/trainer:latest"
@@ -149,7 +150,7 @@ def test_hostile_output_stalls_nobody_and_its_cancel_stops_it(hub: Hub, engine: 
     assert mallory.cancel_training(a["id"])["cancel_requested"] is True
     a = wait(mallory, a["id"], lambda t: t["state"] == "cancelled", 60, "mallory's cancelled")
     assert a["message"] == "cancelled by mallory"
-    assert mallory.request("GET", f"reservations/{a['reservation']}")["state"] == "released"
+    assert reservation_state(mallory, a["reservation"]) == "released"
     client = engine.client()
     try:
         left = client.containers.list(all=True, filters={"label": f"io.gpupool.training={a['id']}"})

@@ -34,6 +34,7 @@ from tests.support.docker import Engine, ensure_docker_installed, start_engines
 from tests.support.docker import stop_engines as stop_all
 from tests.support.hub import Hub
 from tests.support.images import ensure_image
+from tests.support.reservations import reservation_state
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 pytest.importorskip("torch", reason="the digits export and the trainer image need it here")
@@ -208,7 +209,7 @@ def test_cancel_while_running_and_the_run_time_limit(client: PoolApi) -> None:
     assert done["cancel_requested"] is True
     t = wait(client, t["id"], lambda x: x["state"] == "cancelled", 30, "cancelled")
     assert t["message"] == "cancelled by tess"
-    assert client.request("GET", f"reservations/{t['reservation']}")["state"] == "released"
+    assert reservation_state(client, t["reservation"]) == "released"
     lim = wait(
         client,
         limited["id"],
@@ -300,7 +301,7 @@ def test_engine_lost_mid_training_resumes_on_the_other_node(
     lost = attempts[0]["reservation"]
 
     def freed() -> bool:
-        return client.request("GET", f"reservations/{lost}")["state"] == "released"
+        return reservation_state(client, lost) == "released"
 
     deadline = time.monotonic() + 60
     while not freed():
@@ -365,7 +366,7 @@ def test_browser_launch_from_the_widget_watch_the_curve_grow_and_cancel(
             page.screenshot(path=str(shots / "training-cancelled.png"))
             t = client.training(tid)
             assert t["state"] == "cancelled"
-            assert client.request("GET", f"reservations/{t['reservation']}")["state"] == "released"
+            assert reservation_state(client, t["reservation"]) == "released"
         finally:
             browser.close()
         assert not errors, errors

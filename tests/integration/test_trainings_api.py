@@ -18,6 +18,7 @@ import yaml
 
 from gpupool.lab.graph.templates import mlp
 from tests.conftest import CATALOG
+from tests.support.contract import check_answer
 from tests.support.hub import Hub
 
 pytestmark = pytest.mark.hub
@@ -42,13 +43,15 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 
 def call(hub: Hub, token: str, method: str, path: str, body: Any = None) -> requests.Response:
-    return requests.request(
+    """A pool API call; its answer is checked against the OpenAPI document."""
+    r = requests.request(
         method,
         f"{hub.pool}{path}",
         headers={"Authorization": f"token {token}"},
         json=body,
         timeout=30,
     )
+    return check_answer(r)
 
 
 def good(**kw: Any) -> dict[str, Any]:
@@ -65,20 +68,20 @@ def good(**kw: Any) -> dict[str, Any]:
                     "nodes": [*GRAPH["nodes"][:-1], {**GRAPH["nodes"][-1], "type": "Nope"}],
                 }
             ),
-            400,
+            422,
             "unknown layer 'Nope'",
         ),
         (
             good(dataset="imagenet"),
-            400,
+            422,
             "dataset 'imagenet' is not in the catalog; allowed: digits",
         ),
-        (good(spec="h100"), 400, "spec 'h100' is not a spec you may use; allowed: cpu-1, a100-40g"),
-        (good(spec="a100-2x"), 400, "'a100-2x' is not a spec you may use"),
-        (good(priority=3), 400, "priority: an integer from -10 to 0, got 3"),
-        (good(hyperparameters={"epochs": -1}), 400, "hyperparameters.epochs: must be an integer"),
+        (good(spec="h100"), 422, "spec 'h100' is not a spec you may use; allowed: cpu-1, a100-40g"),
+        (good(spec="a100-2x"), 422, "'a100-2x' is not a spec you may use"),
+        (good(priority=3), 422, "priority: an integer from -10 to 0, got 3"),
+        (good(hyperparameters={"epochs": -1}), 422, "hyperparameters.epochs: must be an integer"),
         (good(env={"LD_PRELOAD": "/x.so"}), 400, "unknown field(s) env"),
-        (good(image="lab"), 400, "image 'lab' cannot run trainings on cpu-1; allowed: trainer"),
+        (good(image="lab"), 422, "image 'lab' cannot run trainings on cpu-1; allowed: trainer"),
         ({"spec": "cpu-1"}, 400, "send either graph"),
     ],
 )
@@ -92,7 +95,7 @@ def test_a_malformed_graph_names_the_layer_and_its_error(hub: Hub) -> None:
     bad = copy.deepcopy(GRAPH)
     next(n for n in bad["nodes"] if n["id"] == "fc1")["params"]["out_features"] = "many"
     r = call(hub, hub.user_token("alice"), "POST", "/trainings", good(graph=bad))
-    assert r.status_code == 400
+    assert r.status_code == 422  # well-formed for the document, refused on its content
     msg = r.json()["message"]
     assert msg.startswith("graph: ") and "fc1" in msg and "out_features" in msg
 
@@ -235,7 +238,7 @@ def test_one_user_cannot_flood_the_queue_or_send_too_much(hub: Hub) -> None:
 
     big_meta = {**GRAPH, "meta": {"notes": "x" * 70_000}}
     r = call(hub, other, "POST", "/trainings", good(graph=big_meta))
-    assert r.status_code == 400 and "graph.meta: " in r.json()["message"], r.text
+    assert r.status_code == 422 and "graph.meta: " in r.json()["message"], r.text
     huge = good(name="huge", hyperparameters={"epochs": 1}, graph={**GRAPH, "pad": "x" * 2**21})
     r = call(hub, other, "POST", "/trainings", huge)
     assert r.status_code == 413 and "at most 1048576 bytes" in r.json()["message"], r.text

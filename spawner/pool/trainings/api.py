@@ -10,12 +10,14 @@ and admins see all; only its owner and admins cancel).
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from typing import Any
 
 from ...lab.train.job import TrainingError
-from ..api import ID_RE, ApiError, BaseHandler
-from ..limits import BadPage, time_cursor, time_page
+from ..base import ID_RE, ApiError, BaseHandler
+from ..openapi_parts import ERR, json_answer, path_param, query, ref
+from ..paging import BadPage, openapi_parameters, time_cursor, time_page
 from ..release import cancel_training
 from ..tables import utcnow
 from .request import QuotaRefusal, check_quota, check_request
@@ -26,6 +28,9 @@ MAX_TAIL = 10_000
 _submit_locks: dict[str, asyncio.Lock] = {}  # per user
 MAX_REQUEST_BYTES = 1024 * 1024  # a training request: a graph of thousands of layers fits
 STATE_FILTERS = {"queued": ("queued",), "active": ACTIVE, "ended": ENDED}
+STATE_CHOICES = ("all", *STATE_FILTERS, *(s for s in STATES if s not in STATE_FILTERS))
+TAIL_RE = r"all|[1-9][0-9]{0,3}|10000"  # 1 to MAX_TAIL lines, or all
+MAX_SEQ = 2**53  # records' seq numbers stay below this (JSON numbers are doubles)
 
 
 class TrainingBase(BaseHandler):
@@ -55,10 +60,7 @@ class TrainingsHandler(TrainingBase):
 
     async def get(self) -> None:
         owner = self.get_argument("owner", None)
-        state = self.get_argument("state", "all")
-        if state not in ("all", *STATE_FILTERS, *STATES):
-            allowed = ", ".join(["all", *STATE_FILTERS, *STATES])
-            raise ApiError(400, f"state {state!r}; allowed: {allowed}")
+        state = self.choice("state", STATE_CHOICES, "all")
         states = None if state == "all" else STATE_FILTERS.get(state, (state,))
         if not (self.caller.can_observe or self.caller.acts_for_others):
             if owner not in (None, self.caller.name):
@@ -94,7 +96,7 @@ class TrainingsHandler(TrainingBase):
         except QuotaRefusal as e:
             raise ApiError(403, str(e), reason="quota") from None
         except TrainingError as e:
-            raise ApiError(400, str(e)) from None
+            raise self.refused(str(e), data, "TrainingRequest") from None
         settings = self.ctx.catalog.pool.trainings
         # count and add under the user's lock: a burst of submits cannot pass the limit
         # together (one pool service serves the API)
@@ -150,10 +152,12 @@ class TrainingHandler(TrainingBase):
 class TrainingMetricsHandler(TrainingBase):
     async def get(self, tid: str) -> None:
         t = await self._find(tid)
-        try:
-            since = int(self.get_argument("since", "0"))
-        except ValueError:
-            raise ApiError(400, "since: the seq of the last record you have (an integer)") from None
+        raw = self.get_argument("since", "0")
+        since = int(raw) if re.fullmatch(r"[0-9]{1,16}", raw) else -1
+        if not 0 <= since <= MAX_SEQ:
+            raise ApiError(
+                400, f"since: the seq of the last record you have (0 to {MAX_SEQ}), got {raw!r}"
+            )
         kinds_arg = self.get_argument("kinds", "")
         kinds = [k for k in kinds_arg.split(",") if k] or None
         records = await self.ctx.run(self.store.events, tid, since, kinds)
@@ -171,12 +175,9 @@ class TrainingLogsHandler(TrainingBase):
     async def get(self, tid: str) -> None:
         await self._find(tid)
         tail_arg = self.get_argument("tail", "200")
-        try:
-            tail = MAX_TAIL if tail_arg == "all" else int(tail_arg)
-            if not 1 <= tail <= MAX_TAIL:
-                raise ValueError
-        except ValueError:
-            raise ApiError(400, f"tail: 1 to {MAX_TAIL} lines, or all") from None
+        if not re.fullmatch(TAIL_RE, tail_arg):
+            raise ApiError(400, f"tail: 1 to {MAX_TAIL} lines, or all; got {tail_arg!r}")
+        tail = MAX_TAIL if tail_arg == "all" else int(tail_arg)
         path = self.dispatcher.folder(tid) / "log.txt"
 
         def read() -> str:
@@ -233,24 +234,6 @@ def training_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
     ]
 
 
-def _op(summary: str, ok: dict[str, Any], *extra: str, **more: Any) -> dict[str, Any]:
-    resp: dict[str, Any] = {**ok}
-    for code in extra:
-        resp[code] = {"description": _WHY[code]}
-    resp["401"] = {"description": _WHY["401"]}
-    return {"summary": summary, "responses": resp, **more}
-
-
-_WHY = {
-    "400": "Bad input: the message names the field and what is allowed",
-    "401": "No token was sent",
-    "403": "The token lacks the scope, or the quota can never allow the spec (reason quota)",
-    "404": "No such training, or another user's",
-    "409": "The training has already ended",
-    "413": "The request is over 1 MiB",
-    "429": "Too many changes a minute, or too many of your trainings waiting; see Retry-After",
-}
-_TRAINING = {"$ref": "#/components/schemas/Training"}
 _JSON = "application/json"
 
 
@@ -258,11 +241,26 @@ def _json_ok(code: str, schema: dict[str, Any], what: str) -> dict[str, Any]:
     return {code: {"description": what, "content": {_JSON: {"schema": schema}}}}
 
 
-_PAGE = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-]
-_PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+def _op(summary: str, ok: dict[str, Any], *extra: str, **more: Any) -> dict[str, Any]:
+    resp: dict[str, Any] = {**ok}
+    for code in extra:
+        resp[code] = json_answer(ERR, _WHY[code])
+    return {"summary": summary, "responses": resp, **more}
+
+
+_WHY = {
+    "400": "Not what this document allows: the message names the field and what is allowed",
+    "403": "The token lacks the scope, or the quota can never allow the spec (reason quota)",
+    "404": "No such training, or another user's",
+    "409": "The training has already ended",
+    "413": "The request is over 1 MiB",
+    "422": "Allowed by this document but refused on its content: a spec, image or dataset "
+    "the catalog does not offer you, a graph that does not build, a priority or run time "
+    "over your limits; the message says which and what is allowed",
+    "429": "Too many changes a minute, or too many of your trainings waiting; see Retry-After",
+}
+_TRAINING = ref("Training")
+_PATH_ID = [path_param("id", TID_RE)]
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "Training": {
@@ -292,16 +290,31 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["spec"],
+        "description": "A graph to train or a command to run: exactly one of the two.",
+        "oneOf": [{"required": ["graph"]}, {"required": ["command"]}],
         "properties": {
             "name": {"type": "string"},
             "graph": {"type": "object", "description": "a gpupool.graph/1 document"},
-            "command": {"type": "array", "items": {"type": "string"}},
+            "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "dataset": {"type": "string", "description": "a dataset of the catalog"},
             "spec": {"type": "string"},
             "image": {"type": "string", "description": "a training image for the spec"},
             "hyperparameters": {"type": "object"},
-            "priority": {"type": "integer", "minimum": -10, "maximum": 10},
-            "max_run_time": {"type": "number", "description": "seconds"},
+            "priority": {
+                "type": "integer",
+                "minimum": -10,
+                "maximum": 10,
+                "description": "users up to the pool's max_priority_user, admins to 10",
+            },
+            "max_run_time": {"type": "number", "description": "seconds, 60 to the pool's most"},
+        },
+    },
+    "TrainingList": {
+        "type": "object",
+        "required": ["trainings", "next"],
+        "properties": {
+            "trainings": {"type": "array", "items": _TRAINING},
+            "next": {"type": ["string", "null"], "description": "cursor of the next page"},
         },
     },
 }
@@ -309,14 +322,18 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
 OPENAPI_PATHS: dict[str, Any] = {
     "/trainings": {
         "get": _op(
-            "Your trainings (all users' with custom:gpupool:observe)",
-            _json_ok("200", {"type": "object"}, "trainings"),
+            "Your trainings (all users' with custom:gpupool:observe), oldest first",
+            _json_ok("200", ref("TrainingList"), "trainings"),
             "400",
             "404",
             parameters=[
-                {"name": "owner", "in": "query", "schema": {"type": "string"}},
-                {"name": "state", "in": "query", "schema": {"type": "string"}},
-                *_PAGE,
+                query("owner", {"type": "string"}, "whose (observers; others: own, else 404)"),
+                query(
+                    "state",
+                    {"type": "string", "enum": list(STATE_CHOICES)},
+                    "all (default); queued, active or ended; or one state",
+                ),
+                *openapi_parameters(),
             ],
         ),
         "post": _op(
@@ -325,10 +342,11 @@ OPENAPI_PATHS: dict[str, Any] = {
             "400",
             "403",
             "413",
+            "422",
             "429",
             requestBody={
                 "required": True,
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/TrainingRequest"}}},
+                "content": {_JSON: {"schema": ref("TrainingRequest")}},
             },
         ),
     },
@@ -348,8 +366,12 @@ OPENAPI_PATHS: dict[str, Any] = {
             "404",
             parameters=[
                 *_PATH_ID,
-                {"name": "since", "in": "query", "schema": {"type": "integer"}},
-                {"name": "kinds", "in": "query", "schema": {"type": "string"}},
+                query(
+                    "since",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+                    "the seq of the last record you have (default 0: all)",
+                ),
+                query("kinds", {"type": "string"}, "comma-separated kinds (default: all)"),
             ],
         )
     },
@@ -359,7 +381,14 @@ OPENAPI_PATHS: dict[str, Any] = {
             {"200": {"description": "log lines", "content": {"text/plain": {}}}},
             "400",
             "404",
-            parameters=[*_PATH_ID, {"name": "tail", "in": "query", "schema": {"type": "string"}}],
+            parameters=[
+                *_PATH_ID,
+                query(
+                    "tail",
+                    {"type": "string", "pattern": f"^({TAIL_RE})$"},
+                    f"the last 1 to {MAX_TAIL} lines (default 200), or all",
+                ),
+            ],
         )
     },
     "/trainings/{id}/cancel": {
@@ -372,4 +401,14 @@ OPENAPI_PATHS: dict[str, Any] = {
             parameters=_PATH_ID,
         )
     },
+}
+
+# What a training made by POST leads to (openapi.py adds them as OpenAPI links).
+OPENAPI_LINKS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("/trainings", "post"): {
+        "GetTraining": ("/trainings/{id}", "get"),
+        "TrainingMetrics": ("/trainings/{id}/metrics", "get"),
+        "TrainingLogs": ("/trainings/{id}/logs", "get"),
+        "CancelTraining": ("/trainings/{id}/cancel", "post"),
+    }
 }

@@ -1,0 +1,26 @@
+"""What the OpenAPI document allows, asked of a request body: the line between a 400 (the
+body is not what the document allows) and a 422 (it is, but the pool refuses its content:
+a spec the caller may not use, a graph that does not build). Handlers keep their own
+checks, which name the field and what is allowed; this only decides the status."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+
+@cache
+def _validator(schema: str) -> Draft202012Validator:
+    from .openapi import openapi_document  # the document imports the handlers' modules
+
+    components = openapi_document()["components"]
+    return Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": components}
+    )
+
+
+def allows(schema: str, value: Any) -> bool:
+    """Whether ``value`` matches the document's component schema ``schema``."""
+    return bool(_validator(schema).is_valid(value))
