@@ -1,19 +1,19 @@
 """The spawn page's spec cards and the validation of what a user chose (form or REST).
 
 Pure code: the catalog, the user's groups and the pool's live availability go in,
-HTML or a validated (spec, image) comes out. Default-deny: anything not offered to this
+the form's HTML (a Jinja2 template, gpupool/spawn_form.html) or a validated
+(spec, image) comes out. Default-deny: anything not offered to this
 user is refused with a message that lists what is allowed.
 """
 
 from __future__ import annotations
 
-import html
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from .catalog.models import Catalog, Image, Spec
 from .catalog.units import format_mib
+from .templating import render
 
 OPTION_KEYS = ("spec", "image")
 
@@ -83,86 +83,35 @@ def spec_facts(spec: Spec, disk_enforced: bool = True) -> list[str]:
     return facts
 
 
-CSS = """
-<style>
-.gpupool-specs{display:grid;grid-template-columns:repeat(auto-fill,minmax(15rem,1fr));gap:.75rem;margin:.5rem 0 1rem}
-.gpupool-card{display:block;border:1px solid var(--bs-border-color,#ccc);border-radius:.5rem;padding:.75rem;cursor:pointer;margin:0}
-.gpupool-card:has(input:checked){border-color:var(--bs-primary,#0d6efd);box-shadow:0 0 0 2px var(--bs-primary,#0d6efd)}
-.gpupool-card.full{opacity:.5;cursor:not-allowed}
-.gpupool-card .title{font-weight:600}
-.gpupool-card .desc{font-size:.85em;color:var(--bs-secondary-color,#666);margin:.25rem 0}
-.gpupool-card ul{padding-left:1.1rem;margin:.25rem 0;font-size:.9em}
-.gpupool-card .foot{display:flex;justify-content:space-between;font-size:.85em;margin-top:.35rem}
-.gpupool-card .sim{font-size:.75em;color:#a15c00}
-</style>
-"""
-
-JS = """
-<script>
-(function(){
-  var form = document.currentScript.closest('form') || document;
-  function sync(){
-    var chosen = form.querySelector('input[name=spec]:checked');
-    if(!chosen) return;
-    var ok = JSON.parse(chosen.getAttribute('data-images'));
-    var sel = form.querySelector('select[name=image]');
-    var first = null;
-    Array.prototype.forEach.call(sel.options, function(o){
-      var show = ok.indexOf(o.value) >= 0; o.hidden = !show; o.disabled = !show;
-      if(show && first === null) first = o;
-    });
-    if(sel.selectedOptions.length === 0 || sel.selectedOptions[0].disabled){ if(first) first.selected = true; }
-  }
-  form.querySelectorAll('input[name=spec]').forEach(function(r){ r.addEventListener('change', sync); });
-  sync();
-})();
-</script>
-"""
-
-
 def render_form(
     catalog: Catalog,
     specs: list[Spec],
     fits: dict[str, int],
     simulated: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> str:
-    """Spec cards with live availability and an image choice filtered by the spec."""
-    e = html.escape
+    """Spec cards with live availability and an image choice filtered by the spec
+    (template gpupool/spawn_form.html, overridable from the catalog folder)."""
     first_free = next((s.slug for s in specs if fits.get(s.slug, 0) > 0), None)
-    cards = []
-    for s in specs:
-        n = fits.get(s.slug, 0)
-        images = [i.name for i in catalog.images_for(s)]
-        facts = "".join(f"<li>{e(f)}</li>" for f in spec_facts(s, catalog.disk_enforced(s)))
-        avail = f"{n} more fit now" if n > 0 else "none free now"
-        sim = (
-            '<div class="sim">simulated GPUs (demo node without GPU runtime)</div>'
-            if s.slug in simulated
-            else ""
-        )
-        cards.append(
-            f'<label class="gpupool-card{" full" if n <= 0 else ""}" data-spec="{e(s.slug)}">'
-            f'<input type="radio" name="spec" value="{e(s.slug)}" data-images="{e(json.dumps(images))}"'
-            f"{' checked' if s.slug == first_free else ''}{' disabled' if n <= 0 else ''}> "
-            f'<span class="title">{e(s.display_name)}</span>'
-            f'<div class="desc">{e(s.description)}</div><ul>{facts}</ul>{sim}'
-            f'<div class="foot"><span class="price">{s.price_per_hour:.2f} / h</span>'
-            f'<span class="avail">{e(avail)}</span></div></label>'
-        )
-    options = "".join(
-        f'<option value="{e(i.name)}">{e(i.name)}{" — " + e(i.description) if i.description else ""}</option>'
-        for i in catalog.images
-    )
-    none_free = (
-        ""
-        if first_free
-        else '<div class="alert alert-warning">No spec has free capacity right now. '
-        "Starting anyway will tell you why each node is full.</div>"
-    )
-    return (
-        CSS
-        + none_free
-        + f'<div class="gpupool-specs">{"".join(cards)}</div>'
-        + f'<label for="gpupool-image">Image</label><select id="gpupool-image" name="image" class="form-select">{options}</select>'
-        + JS
+    cards = [
+        {
+            "slug": s.slug,
+            "display_name": s.display_name,
+            "description": s.description,
+            "facts": spec_facts(s, catalog.disk_enforced(s)),
+            "price": f"{s.price_per_hour:.2f}",
+            "fits": fits.get(s.slug, 0),
+            "avail": f"{n} more fit now" if (n := fits.get(s.slug, 0)) > 0 else "none free now",
+            "images": [i.name for i in catalog.images_for(s)],
+            "checked": s.slug == first_free,
+            "simulated": s.slug in simulated,
+        }
+        for s in specs
+    ]
+    images = [{"name": i.name, "description": i.description} for i in catalog.images]
+    return render(
+        catalog.directory,
+        "gpupool/spawn_form.html",
+        cards=cards,
+        images=images,
+        none_free=first_free is None,
     )

@@ -45,6 +45,7 @@ from typing import Any
 
 from .catalog import CatalogError, config_dir, load_catalog
 from .pool.access import ADMIN, CUSTOM_SCOPES, OBSERVE, USE, pool_roles
+from .templating import search_path
 
 PASSED_TO_SERVICE = ("GPUPOOL_DB_URL", "GPUPOOL_WATCH_NODES")
 
@@ -255,8 +256,14 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
     c.Authenticator.admin_users = set(access.admin_users)
     c.Authenticator.allow_all = True
 
-    # the hub's pages with a "Pool" link in the navigation bar for pool admins and observers
-    c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
+    # the hub's pages with a "Pool" link in the navigation bar for pool admins and
+    # observers; the catalog folder's templates/ overrides them, as it overrides gpupool's
+    # own (templating.py), after any template_paths the admin set before this call
+    admin_set = list(c.JupyterHub.template_paths) if "template_paths" in c.JupyterHub else []
+    c.JupyterHub.template_paths = [
+        *admin_set,
+        *(str(p) for p in search_path(directory.resolve())),
+    ]
     c.JupyterHub.spawner_class = "gpupool.gpuspawner.GpuPoolSpawner"
     c.GpuPoolSpawner.catalog_dir = str(directory.resolve())
     c.GpuPoolSpawner.pool_api_url = f"{pool_url}/services/{SERVICE}/api"

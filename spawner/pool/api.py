@@ -12,6 +12,7 @@ from typing import Any
 from tornado import web
 
 from ..catalog.models import Catalog, Spec
+from ..templating import render
 from .access import SPAWN
 from .base import ID_RE, ApiError, BaseHandler, NotFoundHandler, released
 from .ledger import Ledger, LedgerError, Reservation
@@ -44,20 +45,6 @@ class RootHandler(BaseHandler):
         )
 
 
-INDEX_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>gpupool</title>
-<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
-code{background:#f3f3f3;padding:0 .3em}</style></head><body>
-<h1>gpupool pool service</h1>
-<p><a href="{base}usage">My usage</a>: your GPU-hours, cost and quota this month.</p>
-<p><a href="{base}admin">Pool dashboard</a>: nodes, GPUs, reservations and alerts (pool admins
-and observers).</p>
-<p>The GPU pool's REST API is at <a href="api/">api/</a>; its OpenAPI document at
-<a href="api/openapi.json">api/openapi.json</a>.</p>
-<p>Call it with a hub token (hub home &rarr; Token):
-<code>curl -H "Authorization: token $TOKEN" {base}api/specs</code></p>
-</body></html>"""
-
-
 class IndexHandler(BaseHandler):
     """The service root, linked from the hub's Services menu."""
 
@@ -65,7 +52,8 @@ class IndexHandler(BaseHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(INDEX_HTML.replace("{base}", self.settings.get("prefix", "/")))
+        base = self.settings.get("prefix", "/")
+        self.finish(render(self.ctx.catalog.directory, "gpupool/index.html", base=base))
 
 
 class OpenApiHandler(BaseHandler):

@@ -240,6 +240,8 @@ class PoolService(Application):
             routes(self.prefix) + page_routes(self.prefix) + admin_routes(self.prefix),
             pool=ctx,
             prefix=self.prefix,
+            # the hub's own pages and static files, for the pages' frame (gpupool/page.html)
+            hub_prefix=os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/",
             hub_auth=hub_auth,
             cookie_secret=self._cookie_secret(),
             log_function=self._log_request,

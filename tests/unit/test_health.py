@@ -427,7 +427,8 @@ async def test_webhook_gets_raises_and_clears_as_json() -> None:
         alerts.raise_("node-down:n1", "node-down", "critical", "node n1 is down", node="n1")
         alerts.clear("node-down:n1", "answers again")
         for _ in range(300):  # 15 s at most: one retry after a delay
-            if len(got) == 2:
+            # the hook has the post before the sender has the answer: wait for both
+            if len(got) == 2 and alerts.delivered == 2:
                 break
             await asyncio.sleep(0.05)
     finally:
