@@ -206,7 +206,8 @@ def test_dashboard_drain_and_stop_in_chromium(hub: Hub, engines: dict[str, Engin
         assert got is not None and got.status == 403
         expect(plain.locator("main")).to_contain_text("custom:gpupool:observe")
         plain.goto(f"{hub.url}/services/gpupool/usage")
-        expect(plain.locator("header")).not_to_contain_text("Pool")
+        expect(plain.locator("nav.navbar")).to_contain_text("My usage")
+        expect(plain.locator("#gpupool-pool-link")).to_have_count(0)
 
         # the pool admin
         page = login("ada", ADMIN_PASSWORD)
