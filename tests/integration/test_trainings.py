@@ -181,7 +181,9 @@ def test_mlp_on_digits_from_the_widget_trains_in_a_trainer_container(
     ):
         assert name in files, sorted(files)
     # its GPUs are free again, its container is gone
-    res = client.request("GET", f"reservations/{t['reservation']}")
+    # released: gone by id (404), still listed with state=all
+    listed = client.request("GET", "reservations", query={"state": "all"})["reservations"]
+    res = next(x for x in listed if x["id"] == t["reservation"])
     assert res["state"] == "released" and res["kind"] == "training"
     assert (
         not engines[t["node"]]
