@@ -118,8 +118,23 @@ def _services_hear_interrupts() -> None:
         pass
 
 
+def _added(c: Any, name: str, ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``c.JupyterHub.<name>`` (services, load_roles) as the admin set it, with gpupool's
+    entries after; one of the same name is an error that names it (not a silent loss)."""
+    theirs = list(getattr(c.JupyterHub, name)) if name in c.JupyterHub else []
+    clash = sorted({x.get("name") for x in theirs} & {x["name"] for x in ours})
+    if clash:
+        raise SystemExit(
+            f"c.JupyterHub.{name} already names {', '.join(map(str, clash))}, which gpupool "
+            f"defines: rename yours (gpupool's are {', '.join(x['name'] for x in ours)})"
+        )
+    return [*theirs, *ours]
+
+
 def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None:
-    """Fill a JupyterHub config object ``c`` for a gpupool hub."""
+    """Fill a JupyterHub config object ``c`` for a gpupool hub. What the admin set before
+    stays: services, roles, groups, template paths and admin users are added to, an
+    authenticator class is kept (the shared-password one is only the default)."""
     _services_hear_interrupts()
     directory = Path(catalog_dir) if catalog_dir is not None else config_dir()
     try:
@@ -233,28 +248,36 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
             }
         )
         culler_services.append(IDLE_CULLER)
-    c.JupyterHub.services = services
-    c.JupyterHub.load_roles = pool_roles(
-        admin_users=access.admin_users,
-        admin_groups=access.admin_groups,
-        observer_users=access.observer_users,
-        observer_services=observer_services,
-        observer_groups=access.observer_groups,
-        admin_services=admin_services,
-        spawner_services=[SPAWNER],
-        culler_services=culler_services,
-        service=SERVICE,
+    c.JupyterHub.services = _added(c, "services", services)
+    c.JupyterHub.load_roles = _added(
+        c,
+        "load_roles",
+        pool_roles(
+            admin_users=access.admin_users,
+            admin_groups=access.admin_groups,
+            observer_users=access.observer_users,
+            observer_services=observer_services,
+            observer_groups=access.observer_groups,
+            admin_services=admin_services,
+            spawner_services=[SPAWNER],
+            culler_services=culler_services,
+            service=SERVICE,
+        ),
     )
-    # Groups named in pool.yaml exist from the start so admins can fill them.
-    c.JupyterHub.load_groups = {
-        g: {"users": []} for g in (*access.admin_groups, *access.observer_groups)
-    }
+    # Groups named in pool.yaml exist from the start so admins can fill them (a group the
+    # admin declared keeps the admin's definition).
+    groups = dict(c.JupyterHub.load_groups) if "load_groups" in c.JupyterHub else {}
+    for g in (*access.admin_groups, *access.observer_groups):
+        groups.setdefault(g, {"users": []})
+    c.JupyterHub.load_groups = groups
 
-    c.JupyterHub.authenticator_class = "shared-password"
-    c.SharedPasswordAuthenticator.user_password = os.environ.get("GPUPOOL_USER_PASSWORD", "")
-    c.SharedPasswordAuthenticator.admin_password = os.environ.get("GPUPOOL_ADMIN_PASSWORD", "")
-    c.Authenticator.admin_users = set(access.admin_users)
-    c.Authenticator.allow_all = True
+    if "authenticator_class" not in c.JupyterHub:  # the admin's own authenticator stays
+        c.JupyterHub.authenticator_class = "shared-password"
+        c.SharedPasswordAuthenticator.user_password = os.environ.get("GPUPOOL_USER_PASSWORD", "")
+        c.SharedPasswordAuthenticator.admin_password = os.environ.get("GPUPOOL_ADMIN_PASSWORD", "")
+        c.Authenticator.allow_all = True
+    admins = set(c.Authenticator.admin_users) if "admin_users" in c.Authenticator else set()
+    c.Authenticator.admin_users = admins | set(access.admin_users)
 
     # the hub's pages with a "Pool" link in the navigation bar for pool admins and
     # observers; the catalog folder's templates/ overrides them, as it overrides gpupool's
