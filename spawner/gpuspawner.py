@@ -338,6 +338,10 @@ class GpuPoolSpawner(DockerSpawner):
             30, f"reserved {describe_shares(gpus, spec.gpu_sm_percent)} on {self.node_name}"
         )
         node = self.node
+        # the spec's limits are the server's (Spawner.get_env passes them on as MEM_LIMIT
+        # and CPU_LIMIT, which jupyter-resource-usage shows); the container enforces them
+        self.mem_limit = spec.memory_mib * 1024 * 1024
+        self.cpu_limit = spec.cpu_millicores / 1000
         host_network = node.network == "host"
         self.ip = node.address if host_network else "0.0.0.0"
         self.port = self.reserved_port if host_network else BRIDGE_PORT

@@ -93,6 +93,8 @@ def test_sliced_spec_lands_on_a_node_with_every_limit(hub: Hub, engines: dict[st
     assert env["CUDA_DEVICE_SM_LIMIT_0"] == "50"
     assert env["CUDA_DEVICE_MEMORY_SHARED_CACHE"] == "/usr/local/vgpu/cache/vgpu.cache"
     assert env["GPUPOOL_RESERVATION"] == res["id"]
+    # the spec's limits, as JupyterHub passes limits on (jupyter-resource-usage shows them)
+    assert env["MEM_LIMIT"] == str(1024**3) and float(env["CPU_LIMIT"]) == 0.5
     assert cfg["Labels"]["io.gpupool.owner"] == "alice"
     assert cfg["Labels"]["io.gpupool.reservation"] == res["id"]
     assert cfg["Labels"]["io.gpupool.kind"] == "notebook"
