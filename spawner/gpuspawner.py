@@ -35,6 +35,7 @@ from .networks import UnsafeNetwork, ensure_user_network
 from .owners import OWNER, NotYours, home_for, remove_own_container
 from .pool.state import GpuShare, describe_shares
 from .poolclient import PoolClient, PoolError
+from .settings_check import refused_settings
 
 # After a call to a node's engine went unanswered, the hub's polls of servers there are
 # answered "still running" without asking it for this long (then one asks again): with an
@@ -61,6 +62,13 @@ class PoolRefusal(web.HTTPError):
     @reason.setter
     def reason(self, value: str) -> None:
         pass
+
+
+class SettingRefused(PoolRefusal):
+    """500 'settings': the hub's config sets DockerSpawner settings that gpupool does not
+    apply (settings_check.py); the message names each and what decides instead."""
+
+    status, why = 500, "settings"
 
 
 class CapacityError(PoolRefusal):
@@ -283,6 +291,12 @@ class GpuPoolSpawner(DockerSpawner):
 
     async def _start(self) -> tuple[str, int]:
         self._events: list[dict[str, Any]] = []
+        refused = refused_settings(self.config)
+        if refused:
+            message = "the hub's configuration needs a change: " + "; ".join(refused)
+            self.log.error("%s: %s", self._log_name, message)
+            self._event(100, message)
+            raise SettingRefused(message)
         t0 = time.monotonic()
         spec, image = self._validated(self.user_options or {})
         name = container_name(self.user.name, self.name)
