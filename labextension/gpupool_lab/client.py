@@ -99,7 +99,14 @@ class PoolApi:
         return self._all("reservations", "reservations", {})
 
     def reservation(self, rid: str) -> dict[str, Any]:
-        return self.request("GET", f"reservations/{urllib.parse.quote(rid, safe='')}")
+        """The reservation; a released one is gone from the API (404) with its state, when
+        and why in the answer, which is what this returns for it."""
+        try:
+            return self.request("GET", f"reservations/{urllib.parse.quote(rid, safe='')}")
+        except PoolApiError as e:
+            if e.status == 404 and e.body.get("state") == "released":
+                return e.body
+            raise
 
     def reservation_metrics(self, rid: str) -> dict[str, Any]:
         return self.request("GET", f"reservations/{urllib.parse.quote(rid, safe='')}/metrics")

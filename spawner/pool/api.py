@@ -134,6 +134,11 @@ class ReservationsHandler(BaseHandler):
                 "custom:gpupool:spawn (the hub's spawner) or custom:gpupool:admin",
             )
         data = self.body(RESERVE_FIELDS)
+        nulls = sorted(k for k, v in data.items() if v is None)
+        if nulls:
+            raise ApiError(
+                400, f"{', '.join(nulls)}: null is not allowed; leave a field out for its default"
+            )
         owner = data.get("owner", self.caller.name)
         if not isinstance(owner, str) or not owner:
             raise ApiError(400, "owner must be a user name")

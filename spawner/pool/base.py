@@ -80,6 +80,8 @@ class PoolContext:
             if e.code == 404:
                 raise ApiError(404, f"no hub user {name!r}") from None
             raise ApiError(502, f"the hub did not answer for user {name!r}: {e}") from None
+        except OSError as e:
+            raise ApiError(502, f"the hub did not answer: {e}") from None
         model = json.loads(resp.body)
         roles = set(model.get("roles") or ())
         groups = frozenset(model.get("groups") or ())
@@ -271,12 +273,17 @@ class BaseHandler(web.RequestHandler):
         )
 
 
+class _EveryMethod(tuple):  # type: ignore[type-arg]
+    def __contains__(self, method: object) -> bool:
+        return True
+
+
 class NotFoundHandler(BaseHandler):
     """Any path under ``api/`` that names no operation: the API's JSON 404 (not Tornado's
-    page), for every method, before any token is asked for."""
+    page), for every method (TRACE, PROPFIND, ...), before any token is asked for."""
 
     auth_required = False
-    SUPPORTED_METHODS = (*web.RequestHandler.SUPPORTED_METHODS, "TRACE", "CONNECT")
+    SUPPORTED_METHODS = _EveryMethod()  # type: ignore[assignment]
 
     async def prepare(self) -> None:
         raise ApiError(

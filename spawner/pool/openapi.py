@@ -465,6 +465,7 @@ def _document(prefix: str) -> dict[str, Any]:
                         "204": {"description": "released"},
                         "404": _json(_ERR, "not found or not yours"),
                         "409": _json(_ERR, "it holds your running server or training"),
+                        "502": _json(_ERR, "the hub did not answer when asked to stop a server"),
                         "429": _json(_ERR, "too many changes; see Retry-After"),
                         "503": _json(_ERR, "its node does not answer; kept until it does"),
                         **_ERRORS,
@@ -673,6 +674,7 @@ def _document(prefix: str) -> dict[str, Any]:
                         "200": _json({"type": "object"}, "usage"),
                         "400": _json(_ERR, "month is not YYYY-MM"),
                         "404": _json(_ERR, "no such user for you"),
+                        "502": _json(_ERR, "the hub did not answer for a user's groups"),
                         **_ERRORS,
                     },
                 }
@@ -691,6 +693,7 @@ def _document(prefix: str) -> dict[str, Any]:
                             "content": {"text/csv": {"schema": {"type": "string"}}},
                         },
                         "400": _json(_ERR, "month or by is not what this document allows"),
+                        "502": _json(_ERR, "the hub did not answer for the users' groups"),
                         **_ERRORS,
                     },
                 }

@@ -55,7 +55,11 @@ class PageHandler(_SameHubAuth, HubOAuthenticated, web.RequestHandler):  # type:
 
     def render_page(self, name: str, title: str, active: str, **values: Any) -> None:
         """Template ``name`` in the hub's frame (gpupool/page.html)."""
-        me = self.caller() if self.current_user else None
+        try:
+            user = self.current_user
+        except Exception:  # an error page while the hub does not answer: no bar name
+            user = None
+        me = Caller.from_hub_model(user) if user else None
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
             render(
@@ -66,7 +70,7 @@ class PageHandler(_SameHubAuth, HubOAuthenticated, web.RequestHandler):  # type:
                 hub=self.settings.get("hub_prefix", "/hub/"),
                 base=self.settings["prefix"],
                 active=active,
-                hub_admin=bool(self.current_user and self.current_user.get("admin")),
+                hub_admin=bool(user and user.get("admin")),
                 observe=bool(me and (me.can_observe or me.is_admin)),
                 **values,
             )

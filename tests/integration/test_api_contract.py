@@ -134,3 +134,8 @@ def test_unknown_paths_and_methods_answer_the_apis_json(hub: Hub) -> None:
     assert r.json()["allowed"] == ["GET", "POST"]
     r = requests.put(f"{hub.pool}/trainings/t-1/cancel", headers=auth, timeout=30)
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    # a method no handler knows: 405 naming what a known path takes, 404 on an unknown one
+    r = requests.request("PROPFIND", f"{hub.pool}/specs", headers=auth, timeout=30)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET", r.text
+    r = requests.request("PROPFIND", f"{hub.pool}/no/such/path", headers=auth, timeout=30)
+    assert r.status_code == 404 and r.json()["status"] == 404, r.text

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from gpupool.lab.client import PoolApi
 from tests.support.contract import check_answer
 from tests.support.hub import Hub
 
@@ -151,8 +152,14 @@ def test_reservation_visibility_matrix(hub: Hub, who: Callers, clean: None) -> N
     assert call(hub, "GET", f"/reservations/{a_id}", who.a).json()["state"] == "active"
     assert call(hub, "DELETE", f"/reservations/{a_id}", who.a).status_code == 204
     assert call(hub, "DELETE", f"/reservations/{a_id}", who.a).status_code == 204
-    gone = call(hub, "GET", f"/reservations/{a_id}", who.a).json()
-    assert gone["state"] == "released" and gone["release_reason"] == "released by alice"
+    gone = call(hub, "GET", f"/reservations/{a_id}", who.a)
+    # released: gone by id (404), saying when and why; the lab's client reads that
+    assert gone.status_code == 404
+    assert gone.json()["state"] == "released"
+    assert gone.json()["release_reason"] == "released by alice"
+    assert PoolApi(hub.pool, who.a).reservation(a_id)["state"] == "released"
+    everything = call(hub, "GET", "/reservations?state=all", who.a).json()["reservations"]
+    assert a_id in {x["id"] for x in everything}
     assert call(hub, "DELETE", f"/reservations/{b_id}", who.automation).status_code == 204
     assert call(hub, "DELETE", "/reservations/r-missing", who.admin).status_code == 404
 
@@ -218,6 +225,7 @@ def test_acting_for_others_needs_admin(hub: Hub, who: Callers, clean: None) -> N
             "kind 'mining' is not allowed; allowed: notebook, training, manual",
         ),
         ({"spec": "cpu-1", "server_name": 5}, 400, "server_name must be a string"),
+        ({"spec": "cpu-1", "id": None}, 400, "id: null is not allowed"),
     ],
 )
 def test_bad_requests_name_what_is_allowed(

@@ -83,6 +83,7 @@ def good(**kw: Any) -> dict[str, Any]:
         (good(env={"LD_PRELOAD": "/x.so"}), 400, "unknown field(s) env"),
         (good(image="lab"), 422, "image 'lab' cannot run trainings on cpu-1; allowed: trainer"),
         ({"spec": "cpu-1"}, 400, "send either graph"),
+        (good(command=None), 400, "command: null is not allowed"),
     ],
 )
 def test_bad_requests_say_what_is_wrong(hub: Hub, body: dict, status: int, words: str) -> None:

@@ -65,6 +65,11 @@ def check_request(
         raise TrainingError(
             f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(FIELDS))}"
         )
+    nulls = sorted(k for k, v in data.items() if v is None)
+    if nulls:
+        raise TrainingError(
+            f"{', '.join(nulls)}: null is not allowed; leave a field out for its default"
+        )
     has_graph, has_cmd = data.get("graph") is not None, data.get("command") is not None
     if has_graph == has_cmd:
         raise TrainingError("send either graph (a network to train) or command (a program to run)")
