@@ -129,16 +129,22 @@ fi
 
 # The JupyterLab extension, prebuilt (TypeScript + webpack) into labextension/gpupool_lab/
 # before its files are hashed and copied; a no-op when nothing changed.
-if [ "$IMAGE" = singleuser ]; then
+# The hub and agent images install gpupool too, whose setup.py wants the built front-end;
+# their hash needs no build (it reads the stamp), so --print-hash does not build for them.
+case "$IMAGE" in singleuser|hub|agent)
+    if [ -n "$PRINT_HASH" ] && [ "$IMAGE" != singleuser ]; then :; else
     # its messages go to stderr: stdout may be the build hash (--print-hash)
     JUPYTERLAB_SPEC="$JUPYTERLAB_SPEC" bash "$ROOT/labextension/build.sh" "${PY:-python3}" >&2 \
         || die "building the JupyterLab extension failed"
-fi
+    fi ;;
+esac
 
 # The gpupool sources that go into the image (what `pip install /src` needs).
 src_files() {
-    (cd "$ROOT" && find pyproject.toml README.md spawner kernels labextension/gpupool_lab \
-        labextension/jupyter-config -type f \
+    # setup.py checks the prebuilt front-end (build.sh is not in the context) and packages
+    # hub_config/ as the starter catalog
+    (cd "$ROOT" && find pyproject.toml setup.py MANIFEST.in README.md spawner kernels hub_config \
+        labextension/gpupool_lab labextension/jupyter-config labextension/install.json -type f \
         ! -name '*.pyc' ! -name '*.pyo' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z)
 }
 

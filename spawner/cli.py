@@ -1,6 +1,6 @@
 """The ``gpupool`` command.
 
-Hub-side subcommands live here (``plan``, ``check-config``, ``local-catalog``,
+Hub-side subcommands live here (``init``, ``plan``, ``check-config``, ``local-catalog``,
 ``user-network``, ``db``, ``kernels``); the
 lab-side ones (``status``, ``specs``, ``usage``) in ``gpupool.lab.cli``.
 """
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .catalog import CatalogError, config_dir, load_catalog
+from .catalog import CatalogError, config_dir, load_catalog, starter_dir
 from .pool.scheduler import POLICIES
 
 
@@ -40,6 +40,73 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 2
 
 
+HUB_CONFIG = """\
+# Written by `gpupool init`: a JupyterHub whose servers are gpupool's, with the catalog
+# (specs, images, nodes, datasets, pool settings) in the YAML files beside this one.
+#
+#   jupyterhub -f {config}
+#
+# Your own settings go before or after configure(): it adds to services, roles, groups,
+# template paths and admin users you set, and keeps an authenticator class you chose.
+import os
+from pathlib import Path
+
+from gpupool.hub import configure
+
+here = Path(__file__).resolve().parent
+# the hub's database and the pool's ledger, wherever jupyterhub is started from
+os.environ.setdefault("GPUPOOL_STATE_DIR", str(here / "state"))
+
+c = get_config()  # noqa: F821
+c.JupyterHub.spawner_class = "gpupool"
+configure(c, here)
+"""
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the starter catalog and a jupyterhub_config.py into a folder; never overwrite
+    without --force (nothing is written when one file is in the way)."""
+    try:
+        starter = starter_dir()
+    except CatalogError as e:
+        print(f"gpupool init: {e}", file=sys.stderr)
+        return 2
+    target = Path(args.dir)
+    if target.exists() and not target.is_dir():
+        print(
+            f"gpupool init: {target} exists and is not a folder; nothing written", file=sys.stderr
+        )
+        return 2
+    files = {p.name: p.read_text() for p in sorted(starter.glob("*.yaml"))}
+    files["jupyterhub_config.py"] = HUB_CONFIG.format(
+        config=target.resolve() / "jupyterhub_config.py"
+    )
+    taken = sorted(n for n in files if (target / n).exists())
+    if taken and not args.force:
+        print(
+            f"gpupool init: {target} already has {', '.join(taken)}; nothing written "
+            "(--force overwrites them)",
+            file=sys.stderr,
+        )
+        return 2
+    target.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (target / name).write_text(text)
+    print(f"wrote a starter catalog to {target}: {', '.join(sorted(files))}")
+    print(
+        f"next: edit {target / 'nodes.yaml'} (your GPU servers) and "
+        f"{target / 'specs.yaml'}, check with `gpupool check-config --config {target}`, "
+        f"then start the hub: jupyterhub -f {target / 'jupyterhub_config.py'}\n"
+        "  its state (databases, secrets) goes to "
+        f"{target.resolve() / 'state'} unless GPUPOOL_STATE_DIR says otherwise;\n"
+        "  the shared-password login needs GPUPOOL_USER_PASSWORD and GPUPOOL_ADMIN_PASSWORD "
+        "(or configure an authenticator of your own);\n"
+        "  nodes with network: bridge need GPUPOOL_HUB_IP and GPUPOOL_POOL_IP on an address "
+        "their servers reach (docs/install.md)"
+    )
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     catalog = _catalog(args.config)
     gpus = sum(len(n.gpus) for n in catalog.nodes)
@@ -55,8 +122,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_local_catalog(args: argparse.Namespace) -> int:
     from .localnode import write_local_catalog
 
+    try:
+        source = Path(args.source) if args.source else starter_dir()
+    except CatalogError as e:
+        print(f"gpupool local-catalog: {e}; pass --source", file=sys.stderr)
+        return 2
     summary = write_local_catalog(
-        Path(args.source),
+        source,
         Path(args.out),
         engine=args.engine,
         hami_core=args.hami_core,
@@ -197,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpupool", description="gpupool: a Jupyter-native GPU pool")
     sub = p.add_subparsers(dest="command", required=True)
 
+    init = sub.add_parser(
+        "init",
+        help="write a starter catalog and a jupyterhub_config.py into a folder",
+        description="Write the starter catalog (specs.yaml, images.yaml, nodes.yaml, "
+        "datasets.yaml, pool.yaml: one demo node with four declared GPUs) and a "
+        "jupyterhub_config.py that runs gpupool's hub on it, into DIR.",
+    )
+    init.add_argument("dir", help="folder to write (made if missing)")
+    init.add_argument("--force", action="store_true", help="overwrite files already there")
+    init.set_defaults(func=cmd_init)
+
     plan = sub.add_parser(
         "plan",
         help="replay a trace of reservation events against the real scheduler and ledger",
@@ -204,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and ledger (in-memory database, no engines); print one JSON line per event and a summary.",
     )
     plan.add_argument(
-        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR or hub_config/)"
+        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR, else ./hub_config)"
     )
     plan.add_argument(
         "--trace", required=True, help="JSON-lines trace file, or - for standard input"
@@ -219,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a catalog folder and summarise it")
     check.add_argument(
-        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR or hub_config/)"
+        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR, else ./hub_config)"
     )
     check.set_defaults(func=cmd_check_config)
 
@@ -228,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="(quickstart) write a catalog whose one node is this machine's Docker engine",
     )
     local.add_argument(
-        "--source", default=str(config_dir()), help="catalog to copy (default: hub_config/)"
+        "--source", help="catalog to copy (default: the starter catalog of `gpupool init`)"
     )
     local.add_argument("--out", required=True, help="folder to write")
     local.add_argument("--engine", default="unix:///var/run/docker.sock")
@@ -261,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         "network does not isolate.",
     )
     net.add_argument(
-        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR or hub_config/)"
+        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR, else ./hub_config)"
     )
     net.add_argument("--node", action="append", help="only this node (repeatable)")
     net.add_argument(
@@ -278,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--db", help="database URL (default: as the pool service finds it)")
     where.add_argument(
-        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR or hub_config/)"
+        "--config", help="catalog folder (default: $GPUPOOL_CONFIG_DIR, else ./hub_config)"
     )
     dbsub = db.add_subparsers(dest="action", required=True)
     dbsub.add_parser("current", parents=[where], help="the schema revision the database is at")

@@ -38,6 +38,8 @@ LABEL = "io.gpupool"  # label prefix
 PIDS_LIMIT = 4096
 BRIDGE_PORT = 8888  # the server's port inside a bridge-networked container
 USER_NETWORK = "gpupool-users"  # the network they join (networks.py makes and checks it)
+#: the pynvml stand-in of nodes without a GPU runtime (agent/simulated.py): figures that move
+SIMULATED_NVML = "gpupool.agent.simulated"
 
 # Environment keys that only the spec may set. Anything else that sets them is refused.
 PROTECTED_ENV = re.compile(
@@ -242,12 +244,18 @@ def build_container(
         device_requests = [{"Driver": "cdi", "DeviceIDs": [f"nvidia.com/gpu={u}" for u in uuids]}]
     elif not uuids:
         env["NVIDIA_VISIBLE_DEVICES"] = "void"  # a CUDA base image must not grab every GPU
+    else:  # no GPU runtime (a demo node): its declared GPUs are simulated, and say so
+        env["GPUPOOL_NVML_MODULE"] = SIMULATED_NVML
 
     host_config: dict[str, Any] = {
         "binds": binds,
+        # the limits; the guarantees as the engine knows them: CPU weight under contention
+        # (1024 a core) and the memory it reclaims down to first when the node runs short
         "nano_cpus": spec.cpu_millicores * 1_000_000,
+        "cpu_shares": max(2, spec.cpu_reserved * 1024 // 1000),
         "mem_limit": f"{spec.memory_mib}m",
         "memswap_limit": f"{spec.memory_mib}m",
+        "mem_reservation": f"{spec.memory_reserved}m",
         "pids_limit": PIDS_LIMIT,
         "privileged": False,
         "cap_drop": ["ALL"],

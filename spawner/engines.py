@@ -7,6 +7,8 @@ engine that accepts connections and never answers holds its node's threads (each
 for up to ``timeout`` seconds), never the ones other nodes' calls need. The last call a
 node's engine did not answer is remembered (:meth:`Engines.answering`), so that routine
 checks (the hub's polls of servers) can skip a node that is not answering for a while.
+Image pulls, which last minutes, run in a small pool of their own per node, so that they
+never hold the threads the node's other calls need.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .catalog.models import Node
 T = TypeVar("T")
 API_VERSION = "1.41"  # Docker 20.10 and later; device requests need 1.40
 UNREACHABLE = (RequestsConnectionError, ReadTimeout, ConnectionError, TimeoutError, OSError)
+PULLS_PER_NODE = 3  # concurrent pulls of distinct images on one node (each holds a thread)
 
 
 class EngineUnreachable(RuntimeError):
@@ -49,14 +52,16 @@ class Engines:
         self._lock = threading.Lock()
         self._unanswered: dict[str, float] = {}  # node -> when a call last went unanswered
 
-    def _executor(self, node: Node | None) -> ThreadPoolExecutor:
+    def _executor(self, node: Node | None, *, pulls: bool = False) -> ThreadPoolExecutor:
         if node is None:
             return self.executor
+        key = f"{node.name}/pull" if pulls else node.name
         with self._lock:
-            ex = self._executors.get(node.name)
+            ex = self._executors.get(key)
             if ex is None:
-                ex = self._executors[node.name] = ThreadPoolExecutor(
-                    max_workers=self.max_workers, thread_name_prefix=f"gpupool-docker-{node.name}"
+                ex = self._executors[key] = ThreadPoolExecutor(
+                    max_workers=PULLS_PER_NODE if pulls else self.max_workers,
+                    thread_name_prefix=f"gpupool-docker-{key}",
                 )
             return ex
 
@@ -98,10 +103,18 @@ class Engines:
     async def call(self, node: Node, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``APIClient.<method>`` for ``node`` in the pool; unreachable engines raise
         EngineUnreachable, Docker's own errors (404 and the rest) pass through."""
+        return await self.using(node, lambda client: getattr(client, method)(*args, **kwargs))
 
-        def run() -> Any:
+    async def using(
+        self, node: Node, fn: Callable[[docker.APIClient], T], *, pulls: bool = False
+    ) -> T:
+        """``fn(client)`` with ``node``'s client, in its pool (``pulls``: its pool for
+        image pulls), errors as :meth:`call` raises them; for work of several calls, such
+        as reading a streamed answer to its end."""
+
+        def run() -> T:
             try:
-                out = getattr(self._client(node), method)(*args, **kwargs)
+                out = fn(self._client(node))
             except (APIError, NotFound):
                 self._unanswered.pop(node.name, None)  # it answered, with an error
                 raise
@@ -111,7 +124,8 @@ class Engines:
             self._unanswered.pop(node.name, None)
             return out
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor(node), run)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(node, pulls=pulls), run)
 
     async def run(self, fn: Callable[[], T], node: Node | None = None) -> T:
         """``fn`` in ``node``'s thread pool (work on its engine), else in the general one."""

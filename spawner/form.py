@@ -74,8 +74,14 @@ def spec_facts(spec: Spec, disk_enforced: bool = True) -> list[str]:
             facts.append(f"{spec.gpu_sm_percent} % of the SMs")
     else:
         facts.append("no GPU")
-    facts.append(f"{spec.cpu_millicores / 1000:g} CPU")
-    facts.append(f"{format_mib(spec.memory_mib)} RAM")
+    cpu = f"{spec.cpu_millicores / 1000:g} CPU"
+    if spec.cpu_reserved < spec.cpu_millicores:
+        cpu = f"up to {cpu} ({spec.cpu_reserved / 1000:g} guaranteed)"
+    facts.append(cpu)
+    ram = f"{format_mib(spec.memory_mib)} RAM"
+    if spec.memory_reserved < spec.memory_mib:
+        ram = f"up to {ram} ({format_mib(spec.memory_reserved)} guaranteed)"
+    facts.append(ram)
     if spec.disk_mib:
         facts.append(
             f"{format_mib(spec.disk_mib)} disk" + ("" if disk_enforced else " (not enforced here)")

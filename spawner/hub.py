@@ -3,7 +3,8 @@
 ``jupyterhub_config.py`` calls :func:`configure` and nothing else. Deployment facts that
 are not catalog (ports, the state folder, secrets) come from the environment:
 
-- ``GPUPOOL_CONFIG_DIR``: catalog folder (default: ``hub_config/``)
+- ``GPUPOOL_CONFIG_DIR``: catalog folder (default: ``hub_config/`` in the working
+  directory; ``gpupool init DIR`` writes a starter catalog and a ``jupyterhub_config.py``)
 - ``GPUPOOL_STATE_DIR``: hub database, cookie secret, pool ledger (default: ``./.state``)
 - ``GPUPOOL_IP`` / ``GPUPOOL_PORT``: public address (default 127.0.0.1:8000); the proxy API
   listens on PORT+1, the pool service on PORT+2, the hub API on PORT+81
@@ -101,7 +102,7 @@ def bridge_reach(catalog: Any, hub_ip: str, connect: str | None) -> list[str]:
         f"node(s) {', '.join(bridged)} use network: bridge, and their servers would reach "
         f"the hub API at {url}, a loopback address inside their own network namespace. Set "
         "GPUPOOL_HUB_IP to an address of this host they reach (the gateway of the "
-        "gpupool-users network on a single host, see README 'Tenant isolation', or 0.0.0.0) "
+        "gpupool-users network on a single host, see docs/security.md, Networking, or 0.0.0.0) "
         "and GPUPOOL_HUB_CONNECT_URL to the hub API's URL at that address"
     ]
 
@@ -129,6 +130,30 @@ def _added(c: Any, name: str, ours: list[dict[str, Any]]) -> list[dict[str, Any]
             f"defines: rename yours (gpupool's are {', '.join(x['name'] for x in ours)})"
         )
     return [*theirs, *ours]
+
+
+def _spawner_class(c: Any) -> Any:
+    """The admin's spawner_class when it is gpupool's ("gpupool", or a subclass of
+    GpuPoolSpawner); the hub cannot run gpupool's pool with another spawner."""
+    if "spawner_class" not in c.JupyterHub:
+        return "gpupool.gpuspawner.GpuPoolSpawner"
+    chosen = c.JupyterHub.spawner_class
+    if chosen == "gpupool":
+        return chosen
+    from traitlets.utils.importstring import import_item
+
+    from .gpuspawner import GpuPoolSpawner
+
+    try:
+        cls = import_item(chosen) if isinstance(chosen, str) and "." in chosen else chosen
+    except ImportError:
+        cls = None
+    if isinstance(cls, type) and issubclass(cls, GpuPoolSpawner):
+        return chosen
+    raise SystemExit(
+        f"JupyterHub.spawner_class = {chosen!r}: a gpupool hub spawns with gpupool's spawner; "
+        "allowed: 'gpupool' (GpuPoolSpawner) or a subclass of gpupool.gpuspawner.GpuPoolSpawner"
+    )
 
 
 def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None:
@@ -287,7 +312,7 @@ def configure(c: Any, catalog_dir: str | os.PathLike[str] | None = None) -> None
         *admin_set,
         *(str(p) for p in search_path(directory.resolve())),
     ]
-    c.JupyterHub.spawner_class = "gpupool.gpuspawner.GpuPoolSpawner"
+    c.JupyterHub.spawner_class = _spawner_class(c)
     c.GpuPoolSpawner.catalog_dir = str(directory.resolve())
     c.GpuPoolSpawner.pool_api_url = f"{pool_url}/services/{SERVICE}/api"
     c.GpuPoolSpawner.pool_api_token = spawner_token

@@ -79,6 +79,9 @@ def write_local_catalog(
         "network": network,
         "cpu": os.cpu_count() or 1,
         "memory": f"{_mem_mib()}MiB",
+        # notebooks idle most of the time: their CPU guarantees may add up to twice the
+        # cores (each container's limit stays within them)
+        "overcommit": {"cpu": 2},
         "hami_core": hami_core,
         "labels": {"zone": "local"},
     }

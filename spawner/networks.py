@@ -6,13 +6,13 @@ bridge network instead, ``gpupool-users``, made with ICC off: a container there 
 the outside through the node (the hub API, the proxy, package indexes), its own published
 port is reached at the node's address, and no other container answers it on the network.
 (A port published on a routable node address is reached there like any published port,
-from a container too: guarded by the server's own login; README says how to close it.) The node's loopback (its engine's TCP socket, the hub host's proxy API, pool service
+from a container too: guarded by the server's own login; docs/security.md says how to close it.) The node's loopback (its engine's TCP socket, the hub host's proxy API, pool service
 and PostgreSQL when they run there) is outside the container's network namespace.
 
 The network is made on first use. One of that name made by hand is used only if it is a
 bridge with ICC off; else every start on that node is refused with what to fix. ICC off is
 enforced by the engine's iptables rules: an engine started with ``--iptables=false``
-cannot isolate its containers from each other (see the README's tenant isolation).
+cannot isolate its containers from each other (see docs/security.md, Networking).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ GpuPoolSpawner is a DockerSpawner, so an admin may carry over DockerSpawner sett
 an earlier hub. The catalog decides what they decided (the image, the node's engine and
 network, the limits, the mounts), and a setting that is silently dropped is worse than
 one refused: a spawn with any of these set fails with a message naming each one and
-what to use instead. Pure code: a config goes in, the problems come out.
+what to use instead. The few it applies as DockerSpawner does are in APPLIED. Pure
+code: a config goes in, the problems come out.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ INSTEAD: dict[str, str] = {
     **dict.fromkeys(
         ("image", "container_image", "allowed_images", "image_whitelist"), _CATALOG_IMAGES
     ),
-    "pull_policy": "nothing yet: gpupool does not pull; load the images.yaml images on "
-    "every node (docs/install.md)",
     **dict.fromkeys(
         ("volumes", "read_only_volumes", "mounts", "format_volume_name"),
         "datasets.yaml (read-only datasets) and the home volume gpupool makes; no other "
@@ -71,6 +70,12 @@ INSTEAD: dict[str, str] = {
     **dict.fromkeys(("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee"), _SPEC),
 }
 SECTIONS = ("Spawner", "DockerSpawner", "GpuPoolSpawner")
+
+# DockerSpawner's settings that gpupool applies, and how
+APPLIED: dict[str, str] = {
+    "pull_policy": "DockerSpawner's policies (ifnotpresent, always, never, skip) for the "
+    "images.yaml image of the spawn, on the chosen node's engine (pull.py)",
+}
 
 
 def refused_settings(config: Mapping[str, Any]) -> list[str]:

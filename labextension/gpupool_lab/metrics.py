@@ -183,10 +183,13 @@ class LocalMetrics:
         self.history: deque[dict[str, Any]] = deque(maxlen=self.keep)
         self.reader: NvmlReader | None = None
         self.nvml_error: str | None = None
+        self.simulated = False  # gpupool.agent.simulated: a demo node's GPUs
         self._lock = threading.Lock()
         if self.slice.gpus:
             try:
-                self.reader = NvmlReader(self.nvml or load_nvml(), retry_interval=30)
+                module = self.nvml or load_nvml()
+                self.simulated = bool(getattr(module, "SIMULATED", False))
+                self.reader = NvmlReader(module, retry_interval=30)
             except ImportError as e:
                 self.nvml_error = f"NVML is not available here: {e}"
 
@@ -223,6 +226,8 @@ class LocalMetrics:
             s = {"time": self.clock(), "gpus": self._gpus(), **self.cgroup.sample()}
             if self.nvml_error:
                 s["nvml_error"] = self.nvml_error
+            if self.simulated:
+                s["simulated"] = True
             self.history.append(s)
             return s
 

@@ -21,6 +21,8 @@ export interface ISample {
   cpu: { used_cores: number | null; limit_cores: number | null };
   memory: { used_mib: number | null; limit_mib: number | null };
   nvml_error?: string;
+  /** the node has no GPU: the figures follow this server's CPU and memory (a demo pool) */
+  simulated?: boolean;
 }
 
 export interface ISliceGpu {
@@ -91,7 +93,8 @@ export function describeLive(sample: ISample | null): string {
     (s, g) => s + (g.memory_total_mib ?? g.memory_limit_mib ?? 0),
     0
   );
-  return `${formatPercent(util)} · ${formatMiB(used)} / ${formatMiB(total)}`;
+  const sim = sample.simulated ? ' (simulated)' : '';
+  return `${formatPercent(util)} · ${formatMiB(used)} / ${formatMiB(total)}${sim}`;
 }
 
 /**

@@ -79,7 +79,7 @@ export class PoolPanel extends Widget {
     }
     const slice = m.slice;
     const sec = el('section', 'gp-section gp-mygpu');
-    sec.appendChild(el('h3', '', 'My GPU'));
+    sec.appendChild(el('h3', '', m.latest?.simulated ? 'My GPU (simulated)' : 'My GPU'));
     if (!slice || !slice.gpus.length) {
       sec.appendChild(el('p', 'gp-muted', slice?.spec ? `${slice.spec}: no GPU in this server` : 'This server holds no GPU.'));
     } else {
@@ -119,6 +119,16 @@ export class PoolPanel extends Widget {
             "the card's: NVML has no per-slice figure, so work of others sharing the card shows too."
         )
       );
+      if (last?.simulated) {
+        sec.appendChild(
+          el(
+            'p',
+            'gp-muted gp-simulated',
+            'Simulated: this node has no GPU. The figures follow this server\'s own CPU ' +
+              '(utilization) and memory, so that the charts move as they would on a GPU.'
+          )
+        );
+      }
       if (last?.nvml_error) {
         sec.appendChild(el('div', 'gp-error', `NVML: ${last.nvml_error}`));
       }

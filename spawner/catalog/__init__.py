@@ -1,6 +1,6 @@
 """The catalogs in ``hub_config/``: specs, images, nodes, datasets and pool settings."""
 
-from .load import CatalogError, config_dir, load_catalog
+from .load import CatalogError, config_dir, load_catalog, starter_dir
 from .models import Agent, Catalog, Dataset, Gpu, Image, Node, PoolSettings, Spec
 from .units import format_mib, parse_size_mib
 
@@ -18,4 +18,5 @@ __all__ = [
     "format_mib",
     "load_catalog",
     "parse_size_mib",
+    "starter_dir",
 ]

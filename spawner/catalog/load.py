@@ -39,7 +39,15 @@ from .models import (
 from .schema import FILES, REQUIRED_FILES, SLUG_HELP
 from .units import parse_size_mib
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "hub_config"
+#: Where the catalog is when GPUPOOL_CONFIG_DIR is not set: ``hub_config/`` in the working
+#: directory, as JupyterHub looks for ``jupyterhub_config.py`` there (in a checkout, its own).
+DEFAULT_DIR = Path("hub_config")
+#: What ``gpupool init DIR`` writes: ``hub_config/`` packaged as ``gpupool/catalog/starter``
+#: by the wheel's build (setup.py); an editable install reads the checkout's folder itself.
+_STARTER_DIRS = (
+    Path(__file__).resolve().parent / "starter",
+    Path(__file__).resolve().parents[2] / "hub_config",
+)
 #: Linux's default net.ipv4.ip_local_port_range: a node's server ports should stay out of it
 LINUX_EPHEMERAL_PORTS = (32768, 60999)
 
@@ -54,6 +62,14 @@ class CatalogError(ValueError):
 
 def config_dir() -> Path:
     return Path(os.environ.get("GPUPOOL_CONFIG_DIR") or DEFAULT_DIR)
+
+
+def starter_dir() -> Path:
+    """The starter catalog this installation ships (the demo node and specs of hub_config/)."""
+    for d in _STARTER_DIRS:
+        if (d / "specs.yaml").is_file() and (d / "nodes.yaml").is_file():
+            return d
+    raise CatalogError([f"no starter catalog in this installation (looked in {_STARTER_DIRS[0]})"])
 
 
 def _entry_name(top: str | None, path: list[Any], doc: Any) -> str:
@@ -130,7 +146,8 @@ def _read(directory: Path) -> tuple[dict[str, Any], list[str]]:
     problems: list[str] = []
     if not directory.is_dir():
         return {}, [
-            f"{directory}: catalog folder not found (set GPUPOOL_CONFIG_DIR to a folder with specs.yaml and nodes.yaml)"
+            f"{directory}: catalog folder not found (set GPUPOOL_CONFIG_DIR to a folder with "
+            f"specs.yaml and nodes.yaml; `gpupool init {directory}` writes a starter one)"
         ]
     for path in sorted(directory.glob("*.y*ml")):
         if path.name not in FILES:
@@ -274,6 +291,8 @@ def _nodes(doc: dict[str, Any], ck: _Checker, directory: Path) -> list[Node]:
                 engine=n["engine"],
                 cpu_millicores=round(n["cpu"] * 1000),
                 memory_mib=ck.size(f"{where}: memory", n["memory"]),
+                cpu_overcommit=float(n.get("overcommit", {}).get("cpu", 1.0)),
+                memory_overcommit=float(n.get("overcommit", {}).get("memory", 1.0)),
                 address=n.get(
                     "address", url.hostname if url.scheme == "tcp" and url.hostname else "127.0.0.1"
                 ),
@@ -346,7 +365,28 @@ def _specs(
             price_per_hour=float(s.get("price_per_hour", 0.0)),
             groups=tuple(s.get("groups", ())),
             images=tuple(s.get("images", ())),
+            cpu_guarantee_millicores=round(s["cpu_guarantee"] * 1000)
+            if "cpu_guarantee" in s
+            else None,
+            memory_guarantee_mib=ck.size(f"{where}: memory_guarantee", s["memory_guarantee"])
+            if "memory_guarantee" in s
+            else None,
         )
+        if (spec.cpu_guarantee_millicores or 0) > spec.cpu_millicores:
+            ck.problems.append(
+                f"{where}: cpu_guarantee: {s['cpu_guarantee']} is more than cpu "
+                f"({s['cpu']}); a guarantee is at most the limit"
+            )
+        if spec.memory_mib and (spec.memory_guarantee_mib or 0) > spec.memory_mib:
+            ck.problems.append(
+                f"{where}: memory_guarantee: {s['memory_guarantee']} is more than memory "
+                f"({s['memory']}); a guarantee is at most the limit"
+            )
+        if nodes and all(n.cpu_millicores < spec.cpu_millicores for n in nodes):
+            ck.warnings.append(
+                f"{where}: cpu: {s['cpu']} is more than any node's CPUs; a container's CPU "
+                "limit cannot pass its node's, so no node takes it"
+            )
         if gpus and nodes:
             fitting = [
                 n.name

@@ -26,12 +26,23 @@ class Spec:
     gpu_models: tuple[str, ...] = ()  # case-insensitive substrings; empty = any model
     gpu_memory_mib: int | None = None  # None = whole cards
     gpu_sm_percent: int | None = None  # None = no compute limit
-    cpu_millicores: int = 1000
-    memory_mib: int = 1024
+    cpu_millicores: int = 1000  # the limit
+    memory_mib: int = 1024  # the limit
     disk_mib: int | None = None
     price_per_hour: float = 0.0
     groups: tuple[str, ...] = ()  # empty = everyone
     images: tuple[str, ...] = ()  # empty = every image that suits the spec
+    cpu_guarantee_millicores: int | None = None  # reserved on the node; None = the limit
+    memory_guarantee_mib: int | None = None  # reserved on the node; None = the limit
+
+    @property
+    def cpu_reserved(self) -> int:
+        """CPU the scheduler books on a node: the guarantee (KubeSpawner's cpu_guarantee)."""
+        return self.cpu_guarantee_millicores or self.cpu_millicores
+
+    @property
+    def memory_reserved(self) -> int:
+        return self.memory_guarantee_mib or self.memory_mib
 
     @property
     def slice(self) -> bool:
@@ -125,6 +136,17 @@ class Node:
         29999,
     )  # servers' ports on this node (host) or published (bridge)
     agent: Agent | None = None
+    cpu_overcommit: float = 1.0  # guarantees may add up to cpu x this
+    memory_overcommit: float = 1.0
+
+    @property
+    def cpu_schedulable(self) -> int:
+        """Millicores of guarantees the node takes: its CPU times its overcommit."""
+        return int(self.cpu_millicores * self.cpu_overcommit)
+
+    @property
+    def memory_schedulable(self) -> int:
+        return int(self.memory_mib * self.memory_overcommit)
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,24 @@ SPEC: dict[str, Any] = {
             "type": "boolean",
             "description": "true when the spec shares cards (gpu_memory set)",
         },
-        "cpu": {"type": "number", "minimum": 0.01, "description": "CPU cores"},
-        "memory": {**SIZE, "description": "RAM"},
+        "cpu": {
+            "type": "number",
+            "minimum": 0.01,
+            "description": "CPU cores: the limit a server cannot exceed",
+        },
+        "cpu_guarantee": {
+            "type": "number",
+            "minimum": 0.01,
+            "description": "CPU cores reserved for it on its node, at most cpu (default: cpu); "
+            "under contention each server gets CPU in proportion to its guarantee, as "
+            "KubeSpawner's cpu_guarantee",
+        },
+        "memory": {**SIZE, "description": "RAM: the limit a server cannot exceed"},
+        "memory_guarantee": {
+            **SIZE,
+            "description": "RAM reserved for it on its node, at most memory (default: memory); "
+            "the engine reclaims down to it first when the node runs short",
+        },
         "disk": {**SIZE, "description": "disk"},
         "price_per_hour": {
             "type": "number",
@@ -196,6 +212,29 @@ NODE: dict[str, Any] = {
             "description": "CPU cores the pool hands out on this node",
         },
         "memory": SIZE,
+        "overcommit": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "how far the guarantees of specs may add up past this node's cpu "
+            "and memory: cpu: 4 lets guarantees total four times its cores (default 1 each: "
+            "guarantees never exceed what the node has)",
+            "properties": {
+                "cpu": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 64,
+                    "description": "CPU guarantees may total this many times the node's cpu",
+                },
+                "memory": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 4,
+                    "description": "RAM guarantees may total this many times its memory; "
+                    "whenever guarantees are below limits, servers that all use their "
+                    "limits can run the node short, and the kernel then kills one",
+                },
+            },
+        },
         "disk": SIZE,
         "disk_quota": {
             "type": "boolean",
@@ -284,9 +323,12 @@ QUOTA: dict[str, Any] = {
         "cpu": {
             "type": "number",
             "minimum": 0,
-            "description": "CPU cores held at once, by every spec (CPU-only ones too)",
+            "description": "CPU cores held at once, by every spec (CPU-only ones too), counted as specs book them: their cpu_guarantee, else their cpu",
         },
-        "memory": {**SIZE, "description": "RAM held at once, by every spec"},
+        "memory": {
+            **SIZE,
+            "description": "RAM held at once, by every spec (what specs book: their memory_guarantee, else their memory)",
+        },
         "reservations": {
             "type": "integer",
             "minimum": 0,

@@ -1,6 +1,6 @@
 """Accounting: GPU-hours and cost of reservations, per user, group, spec and month.
 
-Pure code over reservations and a clock. Definitions (the README says the same):
+Pure code over reservations and a clock. Definitions (docs/admin-guide.md says the same):
 
 - hours: the part of a reservation's life (created to released, or to now) inside the
   window asked for;

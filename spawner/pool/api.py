@@ -75,6 +75,8 @@ def spec_json(spec: Spec, catalog: Catalog, fits: int) -> dict[str, Any]:
         "slice": spec.slice,
         "cpu_millicores": spec.cpu_millicores,
         "memory_mib": spec.memory_mib,
+        "cpu_guarantee_millicores": spec.cpu_reserved,
+        "memory_guarantee_mib": spec.memory_reserved,
         "disk_mib": spec.disk_mib,
         "price_per_hour": spec.price_per_hour,
         "groups": list(spec.groups),
@@ -269,8 +271,16 @@ def node_json(ledger: Ledger, name: str, monitor: Any = None) -> dict[str, Any]:
         "slice_problem": ledger.unsliceable.get(name),
         "labels": dict(node.labels),
         "gpu_runtime": node.gpu_runtime,
-        "cpu_millicores": {"total": int(st.cpu_total[i]), "reserved": int(st.cpu_used[i])},
-        "memory_mib": {"total": int(st.ram_total[i]), "reserved": int(st.ram_used[i])},
+        "cpu_millicores": {
+            "total": int(st.cpu_total[i]),
+            "reserved": int(st.cpu_used[i]),
+            "cores": node.cpu_millicores,
+        },
+        "memory_mib": {
+            "total": int(st.ram_total[i]),
+            "reserved": int(st.ram_used[i]),
+            "physical": node.memory_mib,
+        },
         "gpus": [
             {
                 "index": g.index,

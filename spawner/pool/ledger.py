@@ -469,23 +469,24 @@ class Ledger:
                 reason="quota",
             )
         if quota.cpu_millicores is not None:
+            # what a reservation books (the guarantee), as Kubernetes counts requests.cpu
             held = sum(r.cpu_millicores for r in mine)
-            if held + spec.cpu_millicores > quota.cpu_millicores:
+            if held + spec.cpu_reserved > quota.cpu_millicores:
                 left = max(0, quota.cpu_millicores - held)
                 return Rejection(
                     f"over the {who}: at most {quota.cpu_millicores / 1000:g} CPU at a time; "
                     f"you hold {held / 1000:g}, {spec.display_name} needs "
-                    f"{spec.cpu_millicores / 1000:g}; {left / 1000:g} left",
+                    f"{spec.cpu_reserved / 1000:g}; {left / 1000:g} left",
                     reason="quota",
                 )
         if quota.memory_mib is not None:
             held = sum(r.memory_mib for r in mine)
-            if held + spec.memory_mib > quota.memory_mib:
+            if held + spec.memory_reserved > quota.memory_mib:
                 left = max(0, quota.memory_mib - held)
                 return Rejection(
                     f"over the {who}: at most {format_mib(quota.memory_mib)} of RAM at a time; "
                     f"you hold {format_mib(held) if held else 'none'}, {spec.display_name} "
-                    f"needs {format_mib(spec.memory_mib)}; "
+                    f"needs {format_mib(spec.memory_reserved)}; "
                     f"{format_mib(left) if left else 'none'} left",
                     reason="quota",
                 )

@@ -125,8 +125,16 @@ SCHEMAS: dict[str, Any] = {
             "gpu_memory_mib": {"type": ["integer", "null"]},
             "gpu_sm_percent": {"type": ["integer", "null"]},
             "slice": {"type": "boolean"},
-            "cpu_millicores": {"type": "integer"},
-            "memory_mib": {"type": "integer"},
+            "cpu_millicores": {"type": "integer", "description": "the CPU limit"},
+            "memory_mib": {"type": "integer", "description": "the RAM limit"},
+            "cpu_guarantee_millicores": {
+                "type": "integer",
+                "description": "CPU booked on the node (the limit unless the spec says less)",
+            },
+            "memory_guarantee_mib": {
+                "type": "integer",
+                "description": "RAM booked on the node (the limit unless the spec says less)",
+            },
             "disk_mib": {"type": ["integer", "null"]},
             "price_per_hour": {"type": "number"},
             "groups": {"type": "array", "items": {"type": "string"}},
@@ -192,8 +200,15 @@ SCHEMAS: dict[str, Any] = {
             "state": {"type": "string", "enum": ["up", "draining", "down"]},
             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
             "gpu_runtime": {"type": "string"},
-            "cpu_millicores": {"type": "object"},
-            "memory_mib": {"type": "object"},
+            "cpu_millicores": {
+                "type": "object",
+                "description": "total: what guarantees may add up to (cores x overcommit); "
+                "reserved: the guarantees booked; cores: the node's own",
+            },
+            "memory_mib": {
+                "type": "object",
+                "description": "total: what guarantees may add up to; reserved; physical",
+            },
             "gpus": {"type": "array", "items": {"type": "object"}},
             "drained": {"type": "boolean"},
             "takes_slices": {

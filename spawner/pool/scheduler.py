@@ -57,7 +57,8 @@ def _gpu_fit(state: ClusterState, req: Request) -> np.ndarray:
 
 def _node_resources_fit(state: ClusterState, req: Request) -> np.ndarray:
     return (
-        (state.cpu_total - state.cpu_used >= req.cpu_millicores)
+        (state.cpu_cores >= req.cpu_limit_millicores)
+        & (state.cpu_total - state.cpu_used >= req.cpu_millicores)
         & (state.ram_total - state.ram_used >= req.memory_mib)
         & (state.disk_total - state.disk_used >= req.disk_mib)
     )
@@ -150,7 +151,9 @@ def fits_now(state: ClusterState, req: Request, gpu_policy: str = "binpack") -> 
     )
     if req.disk_mib:
         k_res = np.minimum(k_res, (state.disk_total - state.disk_used) // req.disk_mib)
-    k_res = np.where(state.schedulable, np.maximum(k_res, 0), 0)
+    k_res = np.where(
+        state.schedulable & (state.cpu_cores >= req.cpu_limit_millicores), np.maximum(k_res, 0), 0
+    )
     if not req.gpus:
         return int(np.minimum(k_res, big).sum())
     ok = _gpu_fit(state, req)
@@ -260,6 +263,11 @@ def explain(state: ClusterState, req: Request) -> Rejection:
             text = f"{format_mib(int(free_mem[j]))} and {100 - int(state.sm_used[i, j])} % SM free on its best card"
             return f"{int(have[i])} of {req.gpus} cards fit; {text}" if req.gpus > 1 else text
         short = []
+        if state.cpu_cores[i] < req.cpu_limit_millicores:
+            short.append(
+                f"has {state.cpu_cores[i] / 1000:g} CPU, fewer than the limit of "
+                f"{req.cpu_limit_millicores / 1000:g}"
+            )
         cpu_free = state.cpu_total[i] - state.cpu_used[i]
         ram_free = state.ram_total[i] - state.ram_used[i]
         disk_free = state.disk_total[i] - state.disk_used[i]

@@ -65,9 +65,10 @@ class Request:
     gpu_models: tuple[str, ...]
     gpu_memory_mib: int | None  # None = whole cards
     gpu_sm_percent: int  # 0 = no compute share reserved
-    cpu_millicores: int
-    memory_mib: int
+    cpu_millicores: int  # reserved: the spec's guarantee
+    memory_mib: int  # reserved: the spec's guarantee
     disk_mib: int
+    cpu_limit_millicores: int = 0  # a node needs at least this many CPUs (0: the reserved)
 
     @property
     def whole(self) -> bool:
@@ -80,9 +81,10 @@ class Request:
             gpu_models=spec.gpu_models,
             gpu_memory_mib=spec.gpu_memory_mib,
             gpu_sm_percent=spec.gpu_sm_percent or 0,
-            cpu_millicores=spec.cpu_millicores,
-            memory_mib=spec.memory_mib,
+            cpu_millicores=spec.cpu_reserved,
+            memory_mib=spec.memory_reserved,
             disk_mib=spec.disk_mib or 0,
+            cpu_limit_millicores=spec.cpu_millicores,
         )
 
 
@@ -123,8 +125,11 @@ class ClusterState:
             ],
             dtype=np.int32,
         )
-        self.cpu_total = np.array([x.cpu_millicores for x in self.nodes], dtype=np.int64)
-        self.ram_total = np.array([x.memory_mib for x in self.nodes], dtype=np.int64)
+        # what guarantees may add up to (the node's CPU and RAM times its overcommit); a
+        # container's CPU limit is bounded by the node's real cores
+        self.cpu_total = np.array([x.cpu_schedulable for x in self.nodes], dtype=np.int64)
+        self.ram_total = np.array([x.memory_schedulable for x in self.nodes], dtype=np.int64)
+        self.cpu_cores = np.array([x.cpu_millicores for x in self.nodes], dtype=np.int64)
         self.disk_total = np.array(
             [x.disk_mib if x.disk_mib is not None else UNLIMITED for x in self.nodes],
             dtype=np.int64,

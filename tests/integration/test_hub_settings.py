@@ -20,7 +20,7 @@ def hub() -> Iterator[Hub]:
     h = Hub(CATALOG, watch_nodes=False)
     h.extra_config = (
         'c.DockerSpawner.volumes = {"/srv/shared": "/shared"}\n'
-        'c.DockerSpawner.pull_policy = "always"\n'
+        'c.DockerSpawner.extra_host_config = {"privileged": True}\n'
     )
     h.start()
     try:
@@ -40,7 +40,7 @@ def test_a_setting_gpupool_does_not_apply_is_named_at_start(hub: Hub) -> None:
     assert r.status_code == 500, r.text
     message = r.json()["message"]
     assert "c.DockerSpawner.volumes is not applied by gpupool; set datasets.yaml" in message
-    assert "c.DockerSpawner.pull_policy is not applied by gpupool" in message
+    assert "c.DockerSpawner.extra_host_config is not applied by gpupool" in message
     # nothing was reserved for it
     held = requests.get(
         f"{hub.pool}/reservations?owner=sam",

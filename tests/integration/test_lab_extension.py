@@ -8,8 +8,10 @@ driven in Chromium.
 - `gpupool status` and `gpupool specs` in a real lab terminal print the slice and the
   pool's specs (called with the server's own token).
 
-CI has no GPU: the container has no NVML, and the panel says so; the GPU figures are
-tested with a fake NVML in tests/lab/ and with real NVML in tests/gpu/.
+CI has no GPU: the node has no GPU runtime, so the server's GPU is simulated
+(gpupool.agent.simulated, the quickstart's demo source): labelled so in the status bar
+and the panel, its utilization following the container's CPU, so the status bar's figure
+rises while `gpupool.agent.simulated.load()` runs. Real NVML: tests/gpu/.
 Screenshots in .state/screenshots/lab-*.png.
 """
 
@@ -89,7 +91,11 @@ def test_status_bar_panel_and_cli_in_a_real_lab(hub: Hub) -> None:
             expect(panel).to_be_visible()
             expect(panel.locator(".gp-slice")).to_contain_text(f"on {r['node']} · a100-40g")
             expect(panel.locator(".gp-capacity")).to_contain_text("A100 half")
-            expect(panel.locator(".gp-mygpu")).to_contain_text("NVML")  # no GPU in CI, said
+            mygpu = panel.locator(".gp-mygpu")
+            expect(mygpu.locator("h3")).to_have_text("My GPU (simulated)", timeout=30_000)
+            expect(mygpu.locator(".gp-simulated")).to_contain_text("this node has no GPU")
+            expect(status).to_contain_text("(simulated)")
+            idle = status.inner_text()
             cpu = panel.locator(".gp-resources .gp-bar").first
             expect(cpu).to_contain_text("of 0.50 cores", timeout=30_000)
             page.screenshot(path=str(SHOTS / "lab-2-panel.png"))
@@ -102,12 +108,16 @@ def test_status_bar_panel_and_cli_in_a_real_lab(hub: Hub) -> None:
             term.click()
             page.keyboard.type(
                 "gpupool status > status.txt 2>&1; gpupool specs > specs.txt 2>&1; "
-                "timeout 8 sh -c 'while :; do :; done'\n"
+                "python -c 'from gpupool.agent.simulated import load; load(10)'\n"
             )
             t0 = time.monotonic()
             expect(cpu).to_contain_text(re.compile(r"0\.[3-9]\d cores of"), timeout=20_000)
             moved = time.monotonic() - t0
             print(f"\nCPU work in the terminal -> panel shows it after {moved:.1f} s")
+            # the simulated GPU follows: the status bar's utilization rises from idle
+            busy = re.compile(r"\| ([3-9]\d|100) % · .* \(simulated\)")
+            expect(status).to_contain_text(busy, timeout=20_000)
+            print(f"status bar: idle {idle!r} -> busy {status.inner_text()!r}")
             page.screenshot(path=str(SHOTS / "lab-3-busy.png"))
 
             def contents(name: str) -> str:

@@ -12,7 +12,7 @@ does, the pool API answers her token at the URL the spawner gave her (and refuse
 token), and her own server answers. The same ports answer from the host, so a
 closed door is the network's doing, not a service that was down. (The test node's address
 is 127.0.0.1, where the engine publishes servers' ports: a node whose address is routable
-publishes them there, reachable from containers too, as README's tenant isolation says.) (Before: a bridge node's
+publishes them there, reachable from containers too, as docs/security.md's Networking says.) (Before: a bridge node's
 containers joined Docker's default bridge, where containers reach each other; on an
 engine without one, nothing started at all.)
 

@@ -10,7 +10,6 @@ containers get every variable and mount of a sliced spec and the preload is seen
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +22,15 @@ from tests.support.catalogs import write_engine_catalog
 from tests.support.docker import Engine, ensure_docker_installed, start_engines, stop_engines
 from tests.support.hub import Hub
 from tests.support.images import ensure_image
-from tests.support.servers import api, pool, reservation_of, start, wait_ready, wait_stopped
+from tests.support.servers import (
+    api,
+    pool,
+    progress_messages,
+    reservation_of,
+    start,
+    wait_ready,
+    wait_stopped,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -95,6 +102,10 @@ def test_sliced_spec_lands_on_a_node_with_every_limit(hub: Hub, engines: dict[st
     assert env["GPUPOOL_RESERVATION"] == res["id"]
     # the spec's limits, as JupyterHub passes limits on (jupyter-resource-usage shows them)
     assert env["MEM_LIMIT"] == str(1024**3) and float(env["CPU_LIMIT"]) == 0.5
+    # and its guarantees: what the node booked, the engine's weight and memory reservation
+    assert env["MEM_GUARANTEE"] == str(512 * 1024**2) and float(env["CPU_GUARANTEE"]) == 0.25
+    assert hc["CpuShares"] == 256 and hc["MemoryReservation"] == 512 * 1024**2
+    assert res["cpu_millicores"] == 250 and res["memory_mib"] == 512
     assert cfg["Labels"]["io.gpupool.owner"] == "alice"
     assert cfg["Labels"]["io.gpupool.reservation"] == res["id"]
     assert cfg["Labels"]["io.gpupool.kind"] == "notebook"
@@ -133,28 +144,11 @@ def test_sliced_spec_lands_on_a_node_with_every_limit(hub: Hub, engines: dict[st
 def test_progress_events_say_what_happens(hub: Hub) -> None:
     """The hub's progress stream (what the spawn page shows) names the GPU, the node and
     each step."""
-    import json
 
     token = hub.user_token("fay")
     # the POST returns when the server is ready (or after 10 s); read progress meanwhile
     pending = ThreadPoolExecutor(1).submit(start, hub, "fay", token, {"spec": "a100-40g"})
-    deadline = time.monotonic() + 30
-    while not api(hub, "GET", "/users/fay", hub.admin_token).json().get("servers"):
-        assert time.monotonic() < deadline, "fay's spawn did not begin"
-        time.sleep(0.05)
-    messages = []
-    with requests.get(
-        f"{hub.api}/users/fay/server/progress",
-        headers={"Authorization": f"token {token}"},
-        stream=True,
-        timeout=180,
-    ) as r:
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                event = json.loads(line[5:])
-                messages.append(event.get("message", ""))
-                if event.get("ready") or event.get("failed"):
-                    break
+    messages = progress_messages(hub, "fay", token, timeout=180)
     assert pending.result().status_code in (201, 202)
     text = "\n".join(messages)
     res = reservation_of(hub, "fay")

@@ -29,7 +29,9 @@ SPECS: list[dict[str, Any]] = [
         "gpu_memory": "40GiB",
         "gpu_sm_percent": 50,
         "cpu": 0.5,
+        "cpu_guarantee": 0.25,
         "memory": "1GiB",
+        "memory_guarantee": "512MiB",
     },
     {
         "slug": "a100-1x",

@@ -47,11 +47,17 @@ class Hub:
         db_url: str | None = None,
         state_dir: Path | None = None,
         extra_config: str = "",
+        python: str = sys.executable,
+        main_config: Path = REPO / "jupyterhub_config.py",
         watch_nodes: bool = True,
     ):
         """``extra_config``: Python appended to the hub's test configuration (benchmarks
-        use it to swap the spawner class)."""
+        use it to swap the spawner class). ``python`` and ``main_config``: the hub of an
+        installed gpupool (a fresh venv's python, the jupyterhub_config.py of `gpupool init`)
+        instead of the checkout's."""
         self.extra_config = extra_config
+        self.python = python
+        self.main_config = main_config
         self.watch_nodes = watch_nodes
         self.catalog_dir = Path(catalog_dir)
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="gpupool-hub-"))
@@ -89,12 +95,12 @@ class Hub:
     def start(self, timeout: float = 60) -> Hub:
         cfg = self.state_dir / "test_config.py"
         cfg.write_text(
-            TEST_CONFIG.format(main=str(REPO / "jupyterhub_config.py"), token=self.admin_token)
+            TEST_CONFIG.format(main=str(self.main_config), token=self.admin_token)
             + self.extra_config
         )
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(cfg)],
+            [self.python, "-m", "jupyterhub", "-f", str(cfg)],
             cwd=self.state_dir,
             env=self.env(),
             stdout=log,

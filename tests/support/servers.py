@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import requests
@@ -71,3 +72,26 @@ def spawn(hub: Hub, user: str, token: str, options: dict) -> requests.Response:
         f"spawn for {user} {options}: {r.status_code} {r.text}\n{hub.log()[-4000:]}"
     )
     return r
+
+
+def progress_messages(hub: Hub, user: str, token: str, timeout: float = 300) -> list[str]:
+    """The spawn page's messages for ``user``'s spawn under way, to its end (ready or
+    failed), read from the hub's progress stream as the page reads it."""
+    deadline = time.monotonic() + 30
+    while not api(hub, "GET", f"/users/{user}", hub.admin_token).json().get("servers"):
+        assert time.monotonic() < deadline, f"{user}'s spawn did not begin"
+        time.sleep(0.05)
+    messages = []
+    with requests.get(
+        f"{hub.api}/users/{user}/server/progress",
+        headers={"Authorization": f"token {token}"},
+        stream=True,
+        timeout=timeout,
+    ) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                messages.append(event.get("message", ""))
+                if event.get("ready") or event.get("failed"):
+                    break
+    return messages

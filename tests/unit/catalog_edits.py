@@ -23,11 +23,11 @@ GIB = 1024
 TIB = 1024 * 1024
 
 SPEC_KEYS = (
-    "cpu, description, disk, display_name, gpu_memory, gpu_model, gpu_sm_percent, gpus, "
-    "groups, images, memory, price_per_hour, slice, slug"
+    "cpu, cpu_guarantee, description, disk, display_name, gpu_memory, gpu_model, "
+    "gpu_sm_percent, gpus, groups, images, memory, memory_guarantee, price_per_hour, slice, slug"
 )
 IMAGE_KEYS = "description, gpu, name, reference, slicing"
-NODE_KEYS = "address, agent, cpu, disk, disk_quota, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, ports, tls"
+NODE_KEYS = "address, agent, cpu, disk, disk_quota, engine, gpu_runtime, gpus, hami_core, labels, memory, name, network, overcommit, ports, tls"
 GPU_KEYS = "index, memory, model, uuid"
 DATASET_KEYS = "description, format, name, path, read_only"
 POOL_KEYS = "admins, alerts, culling, database_url, health, limits, observers, quotas, scheduler"

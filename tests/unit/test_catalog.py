@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-import gpupool.catalog.load as load_module
 from gpupool.catalog import (
     Catalog,
     CatalogError,
@@ -19,6 +18,7 @@ from gpupool.catalog import (
     Image,
     config_dir,
     load_catalog,
+    starter_dir,
 )
 from tests.unit.catalog_edits import (
     A10,
@@ -224,17 +224,30 @@ def test_gpupool_config_dir_errors_name_that_folder(
         load_catalog()
     assert info.value.problems == [
         f"{missing}: catalog folder not found (set GPUPOOL_CONFIG_DIR to a folder with "
-        "specs.yaml and nodes.yaml)"
+        f"specs.yaml and nodes.yaml; `gpupool init {missing}` writes a starter one)"
     ]
 
 
-def test_default_dir_without_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_dir_without_env_is_hub_config_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not a path inside the installed package or the checkout: an installed gpupool finds
+    the catalog where it is run, as JupyterHub finds jupyterhub_config.py."""
     monkeypatch.delenv("GPUPOOL_CONFIG_DIR", raising=False)
-    assert config_dir() == load_module.DEFAULT_DIR
-    assert load_module.DEFAULT_DIR.resolve() == HUB_CONFIG.resolve()
+    assert config_dir() == Path("hub_config") and not config_dir().is_absolute()
+    monkeypatch.chdir(HUB_CONFIG.parent)
     assert load_catalog().specs == load_catalog(HUB_CONFIG).specs
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CatalogError) as info:
+        load_catalog()
+    assert "`gpupool init hub_config` writes a starter one" in info.value.problems[0]
     monkeypatch.setenv("GPUPOOL_CONFIG_DIR", "")  # empty counts as unset
-    assert config_dir() == load_module.DEFAULT_DIR
+    assert config_dir() == Path("hub_config")
+
+
+def test_the_starter_catalog_is_the_checkouts_hub_config_and_loads() -> None:
+    assert starter_dir().resolve() == HUB_CONFIG.resolve()  # editable: read where it is
+    assert load_catalog(starter_dir()).specs[0].slug == "cpu-small"
 
 
 # -- node agents and pool health ------------------------------------------------------
@@ -373,3 +386,58 @@ def test_culling(cat: Path) -> None:
 def test_bad_culling(cat: Path, culling: dict, fragment: str) -> None:
     edit(cat, "pool.yaml", lambda d: d.update(culling=culling))
     the_problem(cat, fragment)
+
+
+# -- guarantee and limit; overcommit ---------------------------------------------------
+def test_guarantees_and_overcommit_load(cat: Path) -> None:
+    edit(cat, "nodes.yaml", setter(("nodes", 0, "overcommit"), {"cpu": 4, "memory": 1.5}))
+    c = load_catalog(cat)
+    small = next(s for s in c.specs if s.slug == "cpu-small")
+    assert (small.cpu_millicores, small.cpu_reserved) == (1000, 250)
+    assert (small.memory_mib, small.memory_reserved) == (4 * GIB, 1 * GIB)
+    whole = next(s for s in c.specs if s.slug == "a100-1x")
+    assert whole.cpu_reserved == whole.cpu_millicores  # no guarantee: the limit is booked
+    node = c.nodes[0]
+    assert node.cpu_schedulable == 4 * node.cpu_millicores
+    assert node.memory_schedulable == int(1.5 * node.memory_mib)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "cpu_guarantee",
+            3,
+            "cpu_guarantee: 3 is more than cpu (1); a guarantee is at most the limit",
+        ),
+        (
+            "memory_guarantee",
+            "8GiB",
+            "memory_guarantee: 8GiB is more than memory (4GiB); a guarantee is at most the limit",
+        ),
+        ("cpu_guarantee", 0, "cpu_guarantee: 0 is out of range; must be at least 0.01"),
+    ],
+)
+def test_a_guarantee_past_its_limit_is_refused_naming_both(
+    cat: Path, key: str, value: object, message: str
+) -> None:
+    edit(cat, "specs.yaml", setter(("specs", 0, key), value))
+    with pytest.raises(CatalogError) as info:
+        load_catalog(cat)
+    assert any(message in p and "slug 'cpu-small'" in p for p in info.value.problems), info.value
+
+
+@pytest.mark.parametrize("factor", [0.5, 100, "lots"])
+def test_an_overcommit_out_of_range_is_refused(cat: Path, factor: object) -> None:
+    edit(cat, "nodes.yaml", setter(("nodes", 0, "overcommit"), {"cpu": factor}))
+    with pytest.raises(CatalogError) as info:
+        load_catalog(cat)
+    assert any("overcommit" in p and "cpu" in p for p in info.value.problems), info.value
+
+
+def test_a_spec_whose_cpu_limit_no_node_has_is_a_warning(cat: Path) -> None:
+    edit(cat, "specs.yaml", setter(("specs", 0, "cpu"), 512))
+    c = load_catalog(cat)
+    assert any(
+        "cpu: 512 is more than any node's CPUs" in w and "cpu-small" in w for w in c.warnings
+    ), c.warnings

@@ -98,7 +98,7 @@ def test_missing_folder(tmp_path: Path) -> None:
         load_catalog(d)
     assert info.value.problems == [
         f"{d}: catalog folder not found (set GPUPOOL_CONFIG_DIR to a folder with "
-        "specs.yaml and nodes.yaml)"
+        f"specs.yaml and nodes.yaml; `gpupool init {d}` writes a starter one)"
     ]
 
 

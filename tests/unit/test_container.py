@@ -196,11 +196,21 @@ def test_limits_and_no_privileges() -> None:
     hc = build().host_config
     assert hc["nano_cpus"] == 8 * 10**9
     assert hc["mem_limit"] == hc["memswap_limit"] == "32768m"
+    # no guarantee set: the whole limit is guaranteed
+    assert hc["cpu_shares"] == 8 * 1024 and hc["mem_reservation"] == "32768m"
     assert hc["pids_limit"] == 4096
     assert hc["privileged"] is False
     assert hc["cap_drop"] == ["ALL"]
     assert hc["security_opt"] == ["no-new-privileges"]
     assert not any("docker.sock" in k for k in hc["binds"])
+
+
+def test_guarantees_are_the_engines_cpu_weight_and_memory_reservation() -> None:
+    spec = dataclasses.replace(SLICE, cpu_guarantee_millicores=500, memory_guarantee_mib=2048)
+    hc = build(spec).host_config
+    assert hc["nano_cpus"] == 8 * 10**9  # the limit stays the limit
+    assert hc["mem_limit"] == hc["memswap_limit"] == "32768m"
+    assert hc["cpu_shares"] == 512 and hc["mem_reservation"] == "2048m"
 
 
 def test_host_and_bridge_networking() -> None:

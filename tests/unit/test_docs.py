@@ -1,6 +1,7 @@
 """The documentation says what the code does: the configuration reference is the one the
-code generates, links point at files that exist, and the commands and API paths the
-guides tell people to run exist."""
+code generates, links point at files and headings that exist, and the commands and API
+paths the guides tell people to run exist. The README is the entry point: short, the two
+quickstart commands first, and a link to every guide in docs/."""
 
 from __future__ import annotations
 
@@ -54,12 +55,58 @@ def prose(text: str) -> str:
     return re.sub(r"`[^`\n]+`", "", re.sub(r"^```.*?^```", "", text, flags=re.M | re.S))
 
 
+LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub makes for a Markdown page's headings."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+    made: set[str] = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        n = 0
+        while (f"{slug}-{n}" if n else slug) in made:
+            n += 1
+        made.add(f"{slug}-{n}" if n else slug)
+    return made
+
+
+def links(page: Path) -> list[tuple[str, str]]:
+    """(target, anchor) of every link in a page's prose; target is "" within the page."""
+    return LINK.findall(prose(page.read_text()))
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_links_point_at_files_that_exist(page: Path) -> None:
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", prose(page.read_text())):
-        if re.match(r"[a-z]+://", target):
+def test_links_point_at_files_and_headings_that_exist(page: Path) -> None:
+    for target, anchor in links(page):
+        if re.match(r"[a-z]+:", target) or not (target or anchor):
             continue
-        assert (page.parent / target).exists(), f"{page.name} links to {target}, which is missing"
+        path = page.parent / target if target else page
+        assert path.exists(), f"{page.name} links to {target}, which is missing"
+        if anchor and path.suffix == ".md":
+            assert anchor in anchors(path), (
+                f"{page.name} links to {target}#{anchor}: no such heading"
+            )
+
+
+def test_the_readme_is_an_entry_point() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) < 200, f"README.md has {len(lines)} lines: move sections to docs/"
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", "\n".join(lines[:30]) + "\n", re.M | re.S)
+    commands = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    for command in ("deploy/quickstart.sh", "tests/run.sh"):
+        assert command in commands, (
+            f"{command} is not in a code block in README.md's first 30 lines"
+        )
+    # the README's test command is the one CI runs
+    assert "exec bash tests/run.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_links_every_guide() -> None:
+    readme = ROOT / "README.md"
+    linked = {(ROOT / target).resolve() for target, _ in links(readme) if target}
+    unlinked = [page.name for page in DOCS if page.resolve() not in linked]
+    assert not unlinked, f"README.md does not link docs/{unlinked}"
 
 
 def _commands() -> set[str]:
@@ -68,7 +115,7 @@ def _commands() -> set[str]:
     return set(sub.choices)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_gpupool_commands_in_the_guides_exist(page: Path) -> None:
     known = _commands()
     used = set(re.findall(r"(?:^|[\s(])gpupool ([a-z][a-z-]+)", code(page.read_text()), re.M))

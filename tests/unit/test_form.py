@@ -136,3 +136,15 @@ def test_a_card_says_when_its_disk_is_not_enforced(catalog) -> None:  # type: ig
     assert "20 GiB disk" in spec_facts(spec, True) and "not enforced" not in " ".join(
         spec_facts(spec, True)
     )
+
+
+def test_a_card_shows_the_limit_and_the_guarantee(catalog) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from gpupool.form import spec_facts
+
+    nb = next(s for s in catalog.specs if s.slug == "a100-20g")
+    facts = spec_facts(nb)
+    assert "up to 2 CPU (0.5 guaranteed)" in facts and "up to 8 GiB RAM (2 GiB guaranteed)" in facts
+    hard = dataclasses.replace(nb, cpu_guarantee_millicores=None, memory_guarantee_mib=None)
+    assert "2 CPU" in spec_facts(hard) and "8 GiB RAM" in spec_facts(hard)

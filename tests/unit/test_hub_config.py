@@ -88,3 +88,44 @@ def test_the_spawner_is_found_by_its_short_name() -> None:
     app = JupyterHub()
     app.spawner_class = "gpupool"
     assert app.spawner_class is GpuPoolSpawner
+
+
+@pytest.mark.parametrize(
+    ("chosen", "kept"),
+    [
+        (None, "gpupool.gpuspawner.GpuPoolSpawner"),
+        ("gpupool", "gpupool"),  # the entry point name, as DockerSpawner's "docker"
+        ("gpupool.gpuspawner.GpuPoolSpawner", "gpupool.gpuspawner.GpuPoolSpawner"),
+    ],
+)
+def test_the_admins_gpupool_spawner_class_is_kept(
+    catalog: Path, chosen: str | None, kept: str
+) -> None:
+    c = Config()
+    if chosen is not None:
+        c.JupyterHub.spawner_class = chosen
+    configure(c, catalog)
+    assert c.JupyterHub.spawner_class == kept
+
+
+def test_a_subclass_of_the_spawner_is_kept(catalog: Path) -> None:
+    from gpupool.gpuspawner import GpuPoolSpawner
+
+    class SiteSpawner(GpuPoolSpawner):
+        pass
+
+    c = Config()
+    c.JupyterHub.spawner_class = SiteSpawner
+    configure(c, catalog)
+    assert c.JupyterHub.spawner_class is SiteSpawner
+
+
+@pytest.mark.parametrize("other", ["docker", "dockerspawner.DockerSpawner", "no.such.Spawner"])
+def test_another_spawner_class_is_refused_by_name(catalog: Path, other: str) -> None:
+    c = Config()
+    c.JupyterHub.spawner_class = other
+    with pytest.raises(SystemExit) as info:
+        configure(c, catalog)
+    message = str(info.value)
+    assert f"JupyterHub.spawner_class = {other!r}" in message
+    assert "allowed: 'gpupool' (GpuPoolSpawner) or a subclass" in message

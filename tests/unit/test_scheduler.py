@@ -162,7 +162,7 @@ def test_request_from_spec() -> None:
         disk_mib=50 * GIB,
     )
     r = Request.from_spec(sliced)
-    assert r == Request(1, ("A100",), 10 * GIB, 20, 4000, 16 * GIB, 50 * GIB)
+    assert r == Request(1, ("A100",), 10 * GIB, 20, 4000, 16 * GIB, 50 * GIB, 4000)
     assert not r.whole
     whole = Request.from_spec(Spec(slug="x", display_name="x", gpus=2, gpu_models=("A100",)))
     assert whole.whole and whole.gpus == 2
@@ -221,6 +221,59 @@ def test_cpu_only_node_policy_uses_cpu_and_ram() -> None:
     assert p.node == "node-b" and p.gpus == ()
     assert (p.cpu_millicores, p.memory_mib, p.disk_mib) == (2000, 4 * GIB, 0)
     assert placed(s, r, "spread").node == "node-a"
+
+
+# -- guarantee and limit; overcommit ----------------------------------------------------
+def notebook(cpu: float = 2, guarantee: float = 0.5, ram_gib: int = 8, ram_guarantee: int = 2):
+    return Spec(
+        slug="nb",
+        display_name="notebook",
+        cpu_millicores=round(cpu * 1000),
+        memory_mib=ram_gib * GIB,
+        cpu_guarantee_millicores=round(guarantee * 1000),
+        memory_guarantee_mib=ram_guarantee * GIB,
+    )
+
+
+def test_a_spec_reserves_its_guarantee_and_a_node_needs_cores_for_its_limit() -> None:
+    r = Request.from_spec(notebook())
+    assert (r.cpu_millicores, r.memory_mib, r.cpu_limit_millicores) == (500, 2 * GIB, 2000)
+    # the quickstart's machine: 2 cores, 8 GiB; a hard 2-CPU reservation filled it
+    small = ClusterState([node("local", 0, cpu=2, ram_gib=8)])
+    assert fits_now(small, r) == 4
+    for k in range(4):
+        p = placed(small, r)
+        assert (p.cpu_millicores, p.memory_mib) == (500, 2 * GIB)
+        small.apply(f"u{k}", p)
+    assert fits_now(small, r) == 0
+    assert rejected(small, r).nodes == (("local", "0 of 0.5 CPU free; 0 MiB of 2 GiB RAM free"),)
+    hard = Request.from_spec(notebook(guarantee=2, ram_guarantee=8))
+    assert fits_now(ClusterState([node("local", 0, cpu=2, ram_gib=8)]), hard) == 1
+
+
+def test_a_limit_past_the_nodes_cores_does_not_go_there_even_with_room() -> None:
+    s = ClusterState([node("one-core", 0, cpu=1), node("big", 0, cpu=8)])
+    r = Request.from_spec(notebook(cpu=2, guarantee=0.25))
+    assert placed(s, r, "spread").node == "big"
+    s = ClusterState([node("one-core", 0, cpu=1)])
+    assert fits_now(s, r) == 0
+    why = rejected(s, r).nodes
+    assert why == (("one-core", "has 1 CPU, fewer than the limit of 2"),)
+
+
+def test_overcommit_lets_guarantees_add_up_past_the_cores_but_not_further() -> None:
+    from dataclasses import replace
+
+    base = node("local", 0, cpu=2, ram_gib=8)
+    r = Request.from_spec(notebook(guarantee=1, ram_guarantee=1))
+    assert fits_now(ClusterState([base]), r) == 2
+    over = replace(base, cpu_overcommit=4.0, memory_overcommit=1.0)
+    assert over.cpu_schedulable == 8000 and over.memory_schedulable == 8 * GIB
+    s = ClusterState([over])
+    assert fits_now(s, r) == 8
+    for k in range(8):
+        s.apply(f"u{k}", placed(s, r))
+    assert isinstance(place(s, r), Rejection)
 
 
 # -- GPU policy ------------------------------------------------------------------------

@@ -66,6 +66,7 @@ test('the slice in a few words', () => {
 test('the live part of the status bar', () => {
   assert.equal(describeLive(sample(1, 12)), '12 % · 3.2 GiB / 40 GiB');
   assert.equal(describeLive(null), '');
+  assert.equal(describeLive({ ...sample(1, 12), simulated: true }), '12 % · 3.2 GiB / 40 GiB (simulated)');
   assert.equal(describeLive({ ...sample(1, 0), gpus: [] }), '');
 });
 
