@@ -59,9 +59,18 @@ else
     # Docker makes it root 0755 on first use)
     if [ "$(id -u)" = 0 ]; then mkdir -p /tmp/vgpulock && chmod 1777 /tmp/vgpulock; fi
     export GPUPOOL_CONFIG_DIR="$GPUPOOL_STATE_DIR/catalog"
+    agent_args=()
+    if [ -z "$real" ]; then
+        # the demo node's agent: its declared GPUs simulated (gpupool.agent.simulated), so
+        # that the dashboard's utilization and GPU-idle notices move with the machine's load
+        agent_port=$((GPUPOOL_PORT + 3))
+        agent_token="$GPUPOOL_STATE_DIR/agent-token"
+        [ -f "$agent_token" ] || (umask 077; "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))' >"$agent_token")
+        agent_args=(--agent-url "http://127.0.0.1:$agent_port" --agent-token-file "$agent_token")
+    fi
     "$VENV/bin/gpupool" local-catalog --source "$GPUPOOL_ROOT/hub_config" --out "$GPUPOOL_CONFIG_DIR" \
         --engine "$DOCKER_HOST" --hami-core "$hami" $real \
-        --datasets-dir "$GPUPOOL_STATE_DIR/datasets" --network "$network"
+        --datasets-dir "$GPUPOOL_STATE_DIR/datasets" --network "$network" "${agent_args[@]}"
 fi
 "$VENV/bin/gpupool" check-config --config "$GPUPOOL_CONFIG_DIR"
 
@@ -96,9 +105,18 @@ set -a; source "$creds"; set +a
 admin_user="$("$VENV/bin/python" -c 'import sys; from gpupool.catalog import load_catalog; u = load_catalog(sys.argv[1]).pool.access.admin_users; print(u[0] if u else "")' "$GPUPOOL_CONFIG_DIR")"
 
 url="http://127.0.0.1:$GPUPOOL_PORT"
+agent=""
+if [ -n "${agent_port:-}" ]; then
+    GPUPOOL_GPUS="$("$VENV/bin/python" -c 'import json, sys; from gpupool.catalog import load_catalog; print(json.dumps([{"uuid": g.uuid, "model": g.model, "memory_mib": g.memory_mib} for g in load_catalog(sys.argv[1]).nodes[0].gpus]))' "$GPUPOOL_CONFIG_DIR")" \
+        "$VENV/bin/gpupool-agent" --nvml-module gpupool.agent.simulated --node-name local \
+        --ip 127.0.0.1 --port "$agent_port" --token-file "$agent_token" --docker-url "$DOCKER_HOST" \
+        --AgentApp.hami_cache_dir= >"$GPUPOOL_STATE_DIR/agent.log" 2>&1 &
+    agent=$!
+    say "node agent with simulated GPUs on 127.0.0.1:$agent_port (log: $GPUPOOL_STATE_DIR/agent.log)"
+fi
 "$VENV/bin/jupyterhub" -f "$GPUPOOL_ROOT/jupyterhub_config.py" &
 hub=$!
-trap 'kill -TERM $hub 2>/dev/null; wait $hub 2>/dev/null' INT TERM
+trap 'kill -TERM $hub $agent 2>/dev/null; wait $hub 2>/dev/null' INT TERM
 # The hub's own API, then the pool service itself, then the service through the proxy
 # (asking the proxy before its route exists makes it log errors).
 wait_for() {

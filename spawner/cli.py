@@ -135,6 +135,8 @@ def cmd_local_catalog(args: argparse.Namespace) -> int:
         real_hami=args.real_hami,
         datasets_dir=Path(args.datasets_dir) if args.datasets_dir else None,
         network=args.network,
+        agent_url=args.agent_url,
+        agent_token_file=args.agent_token_file,
     )
     _catalog(args.out)  # the result must load
     print(summary)
@@ -332,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node's network (default bridge: servers isolated from each other and from "
         "this machine's loopback; host: trusted users only)",
     )
+    local.add_argument("--agent-url", help="the node's agent (http://127.0.0.1:PORT)")
+    local.add_argument("--agent-token-file", help="the file of the token the agent expects")
     local.set_defaults(func=cmd_local_catalog)
 
     net = sub.add_parser(

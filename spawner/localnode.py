@@ -62,10 +62,14 @@ def write_local_catalog(
     real_hami: bool,
     datasets_dir: Path | None = None,
     network: str = "bridge",
+    agent_url: str | None = None,
+    agent_token_file: str | None = None,
 ) -> str:
     """Copy ``src`` to ``out`` with nodes.yaml replaced by this machine; returns a summary.
     With ``datasets_dir``, the catalog's ``digits`` dataset is scikit-learn's bundled
-    digits (no download), exported there, and datasets.yaml points at it."""
+    digits (no download), exported there, and datasets.yaml points at it. With
+    ``agent_url``, the node's agent (the quickstart runs one with simulated GPUs on a
+    machine without any) and the file of the token it expects."""
     out.mkdir(parents=True, exist_ok=True)
     for f in src.glob("*.yaml"):
         if f.name != "nodes.yaml":
@@ -85,6 +89,8 @@ def write_local_catalog(
         "hami_core": hami_core,
         "labels": {"zone": "local"},
     }
+    if agent_url:
+        node["agent"] = {"url": agent_url, "token_file": agent_token_file}
     if gpus and real_hami:
         node.update(gpu_runtime="nvidia", gpus=gpus)
         summary = f"node 'local' with {len(gpus)} GPU(s) from NVML, HAMi-core at {hami_core}"

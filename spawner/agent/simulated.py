@@ -12,7 +12,10 @@ the slice. So a notebook cell that works hard (``gpupool.agent.simulated.load()`
 for a while) makes the "GPU" chart rise, and a cell that allocates makes memory rise.
 
 The spawner points a server at it with ``GPUPOOL_NVML_MODULE=gpupool.agent.simulated`` on
-nodes without a GPU runtime whose GPUs the catalog declares.
+nodes without a GPU runtime whose GPUs the catalog declares. The quickstart runs the demo
+node's agent on it too (``--nvml-module gpupool.agent.simulated``, ``GPUPOOL_GPUS`` the
+node's declared GPUs): there the cgroup is the machine's own, so every simulated GPU shows
+the machine's CPU load, and the Pool dashboard and GPU-idle notices move with it.
 """
 
 from __future__ import annotations

@@ -62,3 +62,23 @@ def test_without_guarantees_one_two_core_server_fills_the_node(two_cores: Path) 
     )
     node = dataclasses.replace(catalog.nodes[0], cpu_overcommit=1.0)
     assert fits_now(ClusterState([node]), Request.from_spec(hard)) == 1
+
+
+def test_the_demo_nodes_agent_is_in_its_catalog(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The quickstart runs the demo node's agent with simulated GPUs; the pool reads it."""
+    import gpupool.localnode as local
+
+    monkeypatch.setattr(local, "nvml_gpus", lambda: ([], "no NVML here"))
+    token = tmp_path / "agent-token"
+    token.write_text("t" * 64)
+    out = tmp_path / "catalog"
+    write_local_catalog(
+        starter_dir(), out, engine="unix:///var/run/docker.sock", hami_core="/x/libvgpu.so",
+        real_hami=False, agent_url="http://127.0.0.1:8003", agent_token_file=str(token),
+    )  # fmt: skip
+    (node,) = load_catalog(out).nodes
+    assert node.agent is not None and node.agent.url == "http://127.0.0.1:8003"
+    assert node.agent.token() == "t" * 64
+    assert node.gpu_runtime == "none" and len(node.gpus) == 4  # declared, simulated
