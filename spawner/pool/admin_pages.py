@@ -135,6 +135,10 @@ class AdminPage(PageHandler):
                     "health": _health(n),
                     "labels": labels,
                     "gpu_source": n.get("gpu_source", "catalog"),
+                    # gpupool.agent.simulated names each GPU so (a demo node)
+                    "simulated": any(
+                        str(g.get("model", "")).endswith("(simulated)") for g in n["gpus"]
+                    ),
                     "slice_problem": n.get("slice_problem"),
                     "reserved_pct": f"{100 * node_res / node_mem:.0f}",
                     "opened": len(nodes) <= OPEN_UP_TO

@@ -61,6 +61,7 @@ def views() -> dict[str, dict[str, Any]]:
         "health": EVIL,
         "labels": [(EVIL, EVIL)],
         "gpu_source": "agent",
+        "simulated": True,
         "slice_problem": EVIL,
         "reserved_pct": "50",
         "opened": True,
@@ -202,3 +203,10 @@ def test_templates_are_found_by_their_folder_not_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert environment(None).get_template("gpupool/page.html").filename.startswith(str(BUILTIN))
+
+
+def test_a_node_of_simulated_gpus_says_so_on_the_dashboard() -> None:
+    view = views()["gpupool/dashboard.html"]
+    assert ">simulated</span>" in render(None, "gpupool/dashboard.html", **view)
+    real = dict(view, nodes=[{**view["nodes"][0], "simulated": False}])
+    assert ">simulated</span>" not in render(None, "gpupool/dashboard.html", **real)
