@@ -69,3 +69,30 @@ def test_observers_see_every_spec_but_use_only_their_own(catalog_dir: Path) -> N
     assert set(restricted) <= admin
     group = catalog.specs[[s.slug for s in catalog.specs].index(restricted[0])].groups[0]
     assert restricted[0] in {s.slug for s in catalog.usable_specs("m", [group])}
+
+
+def test_a_flood_of_servers_that_guarantee_less_than_their_limit_stops_at_the_quota(
+    catalog_dir: Path, tmp_path: Path
+) -> None:
+    """Quotas count what a server books (its guarantee), held and asked alike: with a
+    4-CPU quota and specs booking 0.5 of a 2-CPU limit, ann gets 8 servers, the 9th is
+    refused with figures that add up, and bob, on the same node, is not touched."""
+    import dataclasses
+
+    catalog = load_catalog(catalog_dir)
+    base = catalog.spec("cpu-1")
+    assert base is not None
+    nb = dataclasses.replace(
+        base, cpu_millicores=2000, cpu_guarantee_millicores=500, memory_guarantee_mib=64
+    )
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", catalog)
+    q = Quota(cpu_millicores=4000)
+    held = [ledger.reserve(nb, "ann", quota=q, quota_source="user ann") for _ in range(8)]
+    assert not any(isinstance(r, Rejection) for r in held)
+    assert all(r.cpu_millicores == 500 for r in held)  # booked: the guarantee
+    ninth = ledger.reserve(nb, "ann", quota=q, quota_source="user ann")
+    assert isinstance(ninth, Rejection) and ninth.reason == "quota"
+    assert "you hold 4, " in ninth.message and "needs 0.5; 0 left" in ninth.message
+    assert not isinstance(ledger.reserve(nb, "bob", quota=q), Rejection)
+    mem = Quota(memory_mib=8 * 64)
+    assert isinstance(ledger.reserve(nb, "ann", quota=mem), Rejection)  # 8 x 64 MiB held
