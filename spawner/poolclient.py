@@ -8,14 +8,21 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 
-class PoolError(RuntimeError):
+class SpawnerPoolError(RuntimeError):
+    """The pool answered the spawner with an error: its status and JSON body."""
+
     def __init__(self, status: int, body: dict[str, Any]):
         self.status = status
         self.body = body
         super().__init__(f"pool API answered {status}: {body.get('message', body)}")
 
 
-class PoolClient:
+class SpawnerPoolClient:
+    """The spawner's calls to the pool API with the hub's service token (async, Tornado).
+
+    The user side's client (``gpupool.lab.client.PoolApi``) is another one: synchronous,
+    with the user's own token, for notebooks, widgets and the CLI."""
+
     def __init__(self, api_url: str, token: str, timeout: float = 30):
         self.api_url = api_url.rstrip("/")
         self.token = token
@@ -39,7 +46,7 @@ class PoolClient:
                     payload = json.loads(e.response.body)
                 except ValueError:
                     payload = {"message": e.response.body.decode(errors="replace")[:500]}
-            raise PoolError(e.code, payload) from None
+            raise SpawnerPoolError(e.code, payload) from None
         return json.loads(resp.body) if resp.body else None
 
     async def specs(self) -> list[dict[str, Any]]:
@@ -59,14 +66,6 @@ class PoolClient:
             body["id"] = rid
         return await self.request("POST", "reservations", body)
 
-    async def get(self, rid: str) -> dict[str, Any] | None:
-        try:
-            return await self.request("GET", f"reservations/{rid}")
-        except PoolError as e:
-            if e.status == 404:
-                return None
-            raise
-
     async def started(self, rid: str, container_id: str) -> None:
         """Tell the pool the reservation's container runs (the reconciler watches it)."""
         await self.request("POST", f"reservations/{rid}/started", {"container_id": container_id})
@@ -76,13 +75,13 @@ class PoolClient:
         frees it. Already gone is success."""
         try:
             await self.request("POST", f"reservations/{rid}/stop", {"reason": reason[:255]})
-        except PoolError as e:
+        except SpawnerPoolError as e:
             if e.status not in (404, 409):
                 raise
 
     async def release(self, rid: str) -> None:
         try:
             await self.request("DELETE", f"reservations/{rid}")
-        except PoolError as e:
+        except SpawnerPoolError as e:
             if e.status != 404:  # already gone is success
                 raise

@@ -108,9 +108,6 @@ class PoolApi:
                 return e.body
             raise
 
-    def reservation_metrics(self, rid: str) -> dict[str, Any]:
-        return self.request("GET", f"reservations/{urllib.parse.quote(rid, safe='')}/metrics")
-
     def usage(self, month: str | None = None) -> dict[str, Any]:
         return self.request("GET", "usage", query={"month": month})
 
@@ -122,7 +119,7 @@ class PoolApi:
 
     # -- trainings ---------------------------------------------------------------------
     def submit_training(self, request: dict[str, Any]) -> dict[str, Any]:
-        """POST a training request (see gpupool.lab.train.job); the queued training."""
+        """POST a training request (see gpupool.job); the queued training."""
         return self.request("POST", "trainings", request)
 
     def trainings(self, state: str | None = None) -> list[dict[str, Any]]:

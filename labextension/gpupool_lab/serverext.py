@@ -185,23 +185,23 @@ class TrainingCancelHandler(_Base):
 
 
 class GraphTemplatesHandler(_Base):
-    """The graph editor's starting points (gpupool.lab.graph.templates), as documents."""
+    """The graph editor's starting points (gpupool.graph.templates), as documents."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        from .graph import TEMPLATES, template
+        from gpupool.graph import TEMPLATES, template
 
         self.send({name: template(name).to_json() for name in TEMPLATES})
 
 
 class GraphSchemaHandler(_Base):
-    """The graph document's JSON Schema (gpupool.lab.graph.schema)."""
+    """The graph document's JSON Schema (gpupool.graph.schema)."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        from .graph.schema import json_schema
+        from gpupool.graph.schema import json_schema
 
         self.send(json_schema())
 

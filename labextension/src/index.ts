@@ -134,7 +134,7 @@ export function trainingNotebook(graphPath: string | null): Record<string, unkno
   const graph = graphPath ? JSON.stringify(graphPath) : 'mlp(inputs=64, hidden=64, classes=10)';
   const code = [
     'from gpupool.lab.widgets import TrainingLauncher',
-    ...(graphPath ? [] : ['from gpupool.lab.graph.templates import mlp', '', '# a template; or the path of a *.gpgraph.json']),
+    ...(graphPath ? [] : ['from gpupool.graph.templates import mlp', '', '# a template; or the path of a *.gpgraph.json']),
     `launcher = TrainingLauncher(graph=${graph}, epochs=3, learning_rate=0.01)`,
     'launcher'
   ].join('\n');

@@ -82,7 +82,9 @@ def current(conn: Connection) -> str | None:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Migration:
+    """What a start did to the database schema: the revision before, after, and how."""
+
     before: str | None  # the revision found (None: empty, or made before migrations)
     after: str
     how: str  # "current" | "created" | "adopted" | "upgraded"
@@ -101,13 +103,13 @@ class Outcome:
         }[self.how]
 
 
-def upgrade_connection(conn: Connection, target: str = "head") -> Outcome:
+def upgrade_connection(conn: Connection, target: str = "head") -> Migration:
     """Bring the database behind ``conn`` (in a transaction) to ``target``."""
     newest = head()
     want = newest if target == "head" else target
     before = current(conn)
     if before == want:
-        return Outcome(before, want, "current")
+        return Migration(before, want, "current")
     if before is not None and before not in {s.revision for s in scripts().walk_revisions()}:
         raise MigrationError(
             f"the pool's database is at schema revision {before}, which this gpupool does not "
@@ -131,7 +133,7 @@ def upgrade_connection(conn: Connection, target: str = "head") -> Outcome:
             MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).stamp(
                 scripts(), newest
             )
-            return Outcome(None, newest, how)
+            return Migration(None, newest, how)
         # other tables (JupyterHub's, when it shares the database) are not the pool's
         ours = {name for md in target_metadata() for name in md.tables}
         if tables & ours:
@@ -140,7 +142,7 @@ def upgrade_connection(conn: Connection, target: str = "head") -> Outcome:
                 "only to the newest"
             )
     command.upgrade(config(conn), want)
-    return Outcome(before, want, "upgraded")
+    return Migration(before, want, "upgraded")
 
 
 def move_to(conn: Connection, revision: str) -> None:
@@ -154,7 +156,7 @@ def move_to(conn: Connection, revision: str) -> None:
     (command.downgrade if revision in older else command.upgrade)(config(conn), revision)
 
 
-def upgrade(engine: Engine, target: str = "head") -> Outcome:
+def upgrade(engine: Engine, target: str = "head") -> Migration:
     """Bring the database to ``target`` (default: the newest revision), under the lock."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

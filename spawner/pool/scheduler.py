@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..catalog.units import format_mib
+from gpupool.catalog.units import format_mib
+
 from .state import ClusterState, GpuShare, Placement, Request
 
 POLICIES = ("binpack", "spread")
@@ -83,7 +84,7 @@ def place(
         ) * 0.5
     candidates = np.flatnonzero(node_ok)
     if candidates.size == 0:
-        return explain(state, req)
+        return rejection(state, req)
     if node_policy == "binpack" and req.gpus:
         candidates = _roomiest_model_pool(state, candidates)
     scores = node_score[candidates]
@@ -215,7 +216,7 @@ def describe_request(req: Request) -> str:
 DETAIL_NODES = 20  # nodes that get their own line in a rejection; the rest are counted
 
 
-def explain(state: ClusterState, req: Request) -> Rejection:
+def rejection(state: ClusterState, req: Request) -> Rejection:
     """Say, node by node, why ``req`` does not fit: the closest nodes first, each with its
     reason; past those, counts by kind. Vectorized: a rejection at 1,000 nodes must not
     cost more than a placement."""

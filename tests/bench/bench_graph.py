@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gpupool.lab.graph import FORMAT, load  # noqa: E402
+from gpupool.graph import FORMAT, load  # noqa: E402
 
 LIB = ROOT / "labextension" / "lib-test" / "graph" / "model.js"
 

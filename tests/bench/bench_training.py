@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from gpupool.lab.graph.templates import mlp  # noqa: E402
-from gpupool.lab.train.job import hyperparameters, job_document  # noqa: E402
+from gpupool.graph.templates import mlp  # noqa: E402
+from gpupool.job import hyperparameters, job_document  # noqa: E402
 from tests.support.data import teacher_task  # noqa: E402
 
 

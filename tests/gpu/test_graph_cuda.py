@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gpupool.lab.graph import TEMPLATES, template
-from gpupool.lab.graph.compile import example_inputs, to_code, to_module
+from gpupool.graph import TEMPLATES, template
+from gpupool.graph.compile import example_inputs, to_code, to_module
 
 from .sliced import sliced_container
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gpupool.lab.graph.templates import mlp
-from gpupool.lab.train.job import hyperparameters, job_document
+from gpupool.graph.templates import mlp
+from gpupool.job import hyperparameters, job_document
 from tests.support.data import teacher_task
 
 from .sliced import sliced_container

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from gpupool.lab.graph import FORMAT, load, template
+from gpupool.graph import FORMAT, load, template
 from tests.support.lab import BROWSER_ARGS, Lab
 
 SHOTS = Path(__file__).resolve().parents[2] / ".state" / "screenshots"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from gpupool.lab.graph.templates import mlp
+from gpupool.graph.templates import mlp
 from gpupool.pool.admin_pages import admin_routes
 from gpupool.pool.openapi import openapi_document
 from gpupool.pool.pages import page_routes

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
+from gpupool.graph.templates import mlp
 from gpupool.lab.client import PoolApi
-from gpupool.lab.graph.templates import mlp
-from gpupool.lab.train.data import export_digits
 from gpupool.lab.widgets import TrainingLauncher
+from gpupool.localnode import export_digits
 from tests.support.catalogs import write_engine_catalog
 from tests.support.docker import Engine, ensure_docker_installed, start_engines
 from tests.support.docker import stop_engines as stop_all

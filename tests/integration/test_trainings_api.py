@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from gpupool.lab.graph.templates import mlp
+from gpupool.graph.templates import mlp
 from tests.conftest import CATALOG
 from tests.support.contract import check_answer
 from tests.support.hub import Hub

@@ -116,7 +116,7 @@ def test_a_widgets_javascript_loads_from_the_installed_package(venv: Path) -> No
     code = (
         "import json, pathlib\n"
         "from gpupool.lab import widgets as w\n"
-        "from gpupool.lab.graph.templates import mlp\n"
+        "from gpupool.graph.templates import mlp\n"
         "t = w.TrainingLauncher(graph=mlp(inputs=4, hidden=4, classes=2))\n"
         "static = pathlib.Path(w.__file__).parent / 'static'\n"
         "print(json.dumps({'esm': t._esm == (static / 'training_launcher.js').read_text(), "

@@ -158,7 +158,7 @@ async def test_pool_proxy_with_the_servers_token(jp_fetch, pool_side) -> None:  
 @pytest.fixture
 def two_trainings(pool_side: dict[str, Any], hub: Hub) -> dict[str, str]:
     """A queued training of this server's user and one of another user's."""
-    from gpupool.lab.graph.templates import mlp
+    from gpupool.graph.templates import mlp
 
     out = {}
     for who, token in (("mine", pool_side["token"]), ("other", hub.user_token("mo"))):
@@ -193,7 +193,7 @@ async def test_trainings_listed_and_cancelled_through_the_proxy(
 
 
 async def test_graph_templates_and_schema(jp_fetch) -> None:  # type: ignore[no-untyped-def]
-    from gpupool.lab.graph import load
+    from gpupool.graph import load
 
     templates = body(await jp_fetch("gpupool", "graph", "templates"))
     assert set(templates) == {"mlp", "lenet", "resnet", "transformer"}

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpupool.lab.graph import FORMAT, TEMPLATES, GraphError, load, template
-from gpupool.lab.graph.compile import attribute_names, example_inputs, to_code, to_module
+from gpupool.graph import FORMAT, TEMPLATES, GraphError, load, template
+from gpupool.graph.compile import attribute_names, example_inputs, to_code, to_module
 
 # tests/run.sh installs the CPU wheel and sets GPUPOOL_TEST_TORCH, so CI fails, not skips
 torch = (
@@ -174,8 +174,8 @@ def test_node_ids_become_safe_unique_names() -> None:
 
 def test_importing_the_graph_model_does_not_import_torch() -> None:
     code = (
-        "import sys; from gpupool.lab.graph import template; "
-        "template('resnet').infer(); import gpupool.lab.graph.compile; "
+        "import sys; from gpupool.graph import template; "
+        "template('resnet').infer(); import gpupool.graph.compile; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,5 +1,5 @@
 """The browser's graph checks (labextension/src/graph, TypeScript, run here under node)
-agree with Python's (gpupool.lab.graph) on the same documents: the same problems for a
+agree with Python's (gpupool.graph) on the same documents: the same problems for a
 malformed document, and for a loaded one the same order, shapes, parameter counts, FLOPs
 and error messages, word for word. The documents: the templates, every layer on inputs
 of every rank with good and bad parameters, hand-written malformed documents, and a few
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from gpupool.lab.graph import FORMAT, LAYERS, TEMPLATES, GraphError, load, template
+from gpupool.graph import FORMAT, LAYERS, TEMPLATES, GraphError, load, template
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = ROOT / "labextension" / "lib-test" / "tools" / "graph-check.js"

@@ -1,4 +1,4 @@
-"""The network-graph model (gpupool.lab.graph), pure Python: the document's checks with
+"""The network-graph model (gpupool.graph), pure Python: the document's checks with
 their messages, shape inference and parameter counts for every layer (the counts are
 torch.nn's, known by heart: LeNet-5 has 61,706), branching graphs, errors that point at
 the node and say what to do, and the templates."""
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gpupool.lab.graph import FORMAT, LAYERS, GraphError, load, template
+from gpupool.graph import FORMAT, LAYERS, GraphError, load, template
 
 
 def graph(*nodes: tuple, edges: list[tuple] | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""The graph document's JSON Schema (gpupool.lab.graph.schema) is a valid draft 2020-12
+"""The graph document's JSON Schema (gpupool.graph.schema) is a valid draft 2020-12
 schema, accepts every template, and never accepts what gpupool refuses: over the
 conformance corpus (every layer with good and bad parameters, merges, malformed and
 random documents), a document the schema refuses is refused by load or has a layer in
@@ -9,8 +9,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from gpupool.lab.graph import TEMPLATES, GraphError, load, template
-from gpupool.lab.graph.schema import json_schema
+from gpupool.graph import TEMPLATES, GraphError, load, template
+from gpupool.graph.schema import json_schema
 from tests.unit.test_graph_conformance import MALFORMED, layer_cases, merge_cases, random_cases
 
 

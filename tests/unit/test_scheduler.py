@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpupool.catalog.models import Gpu, Node, Spec
-from gpupool.pool.scheduler import Rejection, describe_request, explain, fits_now, place
+from gpupool.pool.scheduler import Rejection, describe_request, fits_now, place, rejection
 from gpupool.pool.state import ClusterState, GpuShare, Placement, Request
 
 GIB = 1024
@@ -881,7 +881,7 @@ def test_rejection_with_no_nodes() -> None:
     rej = rejected(s, req())
     assert rej.message == "no nodes in the pool"
     assert rej.nodes == ()
-    assert explain(s, cpu_req()).message == "no nodes in the pool"
+    assert rejection(s, cpu_req()).message == "no nodes in the pool"
 
 
 @pytest.mark.parametrize(

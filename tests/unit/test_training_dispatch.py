@@ -17,7 +17,7 @@ import pytest
 from docker.errors import NotFound
 
 from gpupool.catalog import load_catalog
-from gpupool.lab.train.job import hyperparameters
+from gpupool.job import hyperparameters
 from gpupool.pool.ledger import Ledger
 from gpupool.pool.tables import utcnow
 from gpupool.pool.trainings.dispatch import Dispatcher

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from gpupool.catalog import load_catalog
-from gpupool.lab.graph.templates import mlp
-from gpupool.lab.train.job import TrainingError, hyperparameters
+from gpupool.graph.templates import mlp
+from gpupool.job import TrainingError, hyperparameters
 from gpupool.pool.trainings.request import QuotaRefusal, check_quota, check_request
 
 IMAGES = {

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gpupool.lab.graph.templates import mlp
+from gpupool.graph.templates import mlp
+from gpupool.job import ERROR_MARK, METRIC_MARK, hyperparameters, job_document
 from gpupool.lab.train import data
-from gpupool.lab.train.job import ERROR_MARK, METRIC_MARK, hyperparameters, job_document
+from gpupool.localnode import export_digits
 
 torch = pytest.importorskip("torch", reason="tests/run.sh installs the CPU wheel")
 PY = sys.executable
@@ -26,7 +27,7 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return data.export_digits(tmp_path_factory.mktemp("datasets") / "digits")
+    return export_digits(tmp_path_factory.mktemp("datasets") / "digits")
 
 
 def write_job(folder: Path, dataset: Path | None, graph: dict[str, Any], **hyper: Any) -> Path:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import traitlets
 
+from gpupool.graph import FORMAT, GraphError, template
+from gpupool.job import TrainingError, hyperparameters
 from gpupool.lab.client import PoolApiError
-from gpupool.lab.graph import FORMAT, GraphError, template
-from gpupool.lab.train.job import TrainingError, hyperparameters
 from gpupool.lab.widgets import GpuMonitor, GraphEditor, TrainingLauncher
 from gpupool.lab.widgets.graph_editor import STATIC
 

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..client import PoolApi, PoolApiError
-from .job import HYPERPARAMETERS
-
-ENDED = ("succeeded", "failed", "cancelled")
+from gpupool.job import ENDED, HYPERPARAMETERS
+from gpupool.lab.client import PoolApi, PoolApiError
+from gpupool.lab.table import table
 
 
 def _client() -> PoolApi:
@@ -110,8 +109,6 @@ def _ending(t: dict[str, Any], out: TextIO) -> int:
 
 
 def list_(args: argparse.Namespace, out: TextIO) -> int:
-    from ..cli import table
-
     rows = _client().trainings(args.state)
     if args.json:
         print(json.dumps(rows, indent=2), file=out)

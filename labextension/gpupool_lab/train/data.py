@@ -181,24 +181,3 @@ def load(path: str | Path, fmt: str, *, test_fraction: float, seed: int) -> Spli
         te, tr = order[:n_test], order[n_test:]
         return Split(x[tr], y[tr], x[te], y[te], tuple(classes))
     return Split(x, y, np.asarray(test[0]), _labels(np.asarray(test[1])), tuple(classes))
-
-
-def export_digits(folder: str | Path) -> Path:
-    """scikit-learn's bundled digits (no download) as ``train.npz`` + ``test.npz`` (a fixed
-    80/20 split, 8x8 images of 0..16 as float32, labels 0..9)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = d.images.astype(np.float32)[:, None]  # (N, 1, 8, 8): reshaped to any [64] or [1,8,8]
-    y = d.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(x))
-    n_test = len(x) // 5
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "test.npz", x=x[order[:n_test]], y=y[order[:n_test]])
-    np.savez(out / "train.npz", x=x[order[n_test:]], y=y[order[n_test:]])
-    (out / "README.txt").write_text(
-        "scikit-learn's handwritten digits: 1,797 8x8 images (values 0..16), 10 classes.\n"
-        "train.npz / test.npz hold x (N, 1, 8, 8) float32 and y (N,) int64.\n"
-    )
-    return out

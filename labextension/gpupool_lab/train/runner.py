@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .job import ERROR_MARK, METRIC_MARK, TrainingError, check_graph, check_job
+from gpupool.job import ERROR_MARK, METRIC_MARK, TrainingError, check_graph, check_job
 
 CHECKPOINTS = "checkpoints"
 
@@ -86,7 +86,8 @@ def train(job: dict[str, Any], out: Path) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    from ..graph.compile import _class_name, to_code, to_module
+    from gpupool.graph.compile import class_name, to_code, to_module
+
     from . import data
 
     rank = int(os.environ.get("RANK", "0"))
@@ -268,7 +269,7 @@ def train(job: dict[str, Any], out: Path) -> dict[str, Any]:
     if rank == 0:
         if not result:  # resumed after the last epoch: nothing left to train
             result = {"epoch": epochs}
-        cls = _class_name(graph.name)
+        cls = class_name(graph.name)
         torch.save(model.state_dict(), out / "model.pt")
         (out / "model.py").write_text(to_code(graph))
         (out / "graph.gpgraph.json").write_text(json.dumps(job["graph"], indent=1))

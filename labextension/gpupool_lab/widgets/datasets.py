@@ -10,8 +10,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..client import PoolApi, PoolApiError
-from ..datasets import (
+from gpupool.lab.client import PoolApi, PoolApiError
+from gpupool.lab.datasets import (
     DatasetPathError,
     Entry,
     catalog_entries,

@@ -11,8 +11,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..graph import FORMAT, TEMPLATES, Graph, GraphError, load, template
-from ..graph.compile import to_code, to_module
+from gpupool.graph import FORMAT, TEMPLATES, Graph, GraphError, load, template
+from gpupool.graph.compile import to_code, to_module
 
 STATIC = Path(__file__).parent / "static"
 

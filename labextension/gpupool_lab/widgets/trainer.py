@@ -27,11 +27,10 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..client import PoolApi, PoolApiError
-from ..train.job import HYPERPARAMETERS, TrainingError, check_graph, hyperparameters
+from gpupool.job import ENDED, HYPERPARAMETERS, TrainingError, check_graph, hyperparameters
+from gpupool.lab.client import PoolApi, PoolApiError
 
 STATIC = Path(__file__).parent / "static"
-ENDED = ("succeeded", "failed", "cancelled")
 MAX_POINTS = 2000  # loss points kept for the curve (older ones thinned)
 
 
@@ -41,7 +40,7 @@ def _graph_doc(graph: Any) -> dict[str, Any] | None:
         return None
     if hasattr(graph, "document") and isinstance(graph.document, dict):  # GraphEditor
         return dict(graph.document)
-    if hasattr(graph, "to_json"):  # gpupool.lab.graph.Graph
+    if hasattr(graph, "to_json"):  # gpupool.graph.Graph
         return graph.to_json()
     if isinstance(graph, str | os.PathLike):
         path = Path(graph).expanduser()

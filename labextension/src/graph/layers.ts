@@ -1,5 +1,5 @@
 /**
- * The layer set, as gpupool.lab.graph.layers has it in Python: each layer's parameters
+ * The layer set, as gpupool.graph.layers has it in Python: each layer's parameters
  * and their rules, how many inputs it takes, and what it makes of its input shapes (the
  * output shape, the parameter count, a FLOPs estimate). Shapes leave the batch out.
  *

@@ -1,5 +1,5 @@
 /**
- * The graph document and its checking, as gpupool.lab.graph.model has it in Python:
+ * The graph document and its checking, as gpupool.graph.model has it in Python:
  * `loadGraph` checks a parsed document and throws GraphError listing every problem with
  * its place; `infer` walks the DAG in topological order and gives each node its shape,
  * parameter count and FLOPs, or the reason it cannot take its input.

@@ -2,7 +2,7 @@
  * node lib-test/tools/graph-check.js CASES.json: for each graph document in CASES (a JSON
  * list), the browser-side checks' verdict as JSON on stdout: the problems `loadGraph`
  * found, or each node's shape, counts and error from `infer`. The Python tests compare it
- * with gpupool.lab.graph's verdict on the same documents (tests/unit/test_graph_conformance.py).
+ * with gpupool.graph's verdict on the same documents (tests/unit/test_graph_conformance.py).
  */
 import { readFileSync } from 'fs';
 import { GraphError, infer, loadGraph } from '../graph/model';

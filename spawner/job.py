@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..graph.compile import _checked
-from ..graph.model import Graph, GraphError, load
+from .graph.compile import checked
+from .graph.model import Graph, GraphError, load
 
 JOB_FORMAT = "gpupool.training/1"
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -39,6 +39,10 @@ METRIC_MARK = "GPUPOOL-METRIC "  # a line of the runner's output that carries a 
 ERROR_MARK = "GPUPOOL-ERROR "  # the runner's last word when it fails
 OUTPUT_ROOT = "/home/jovyan/trainings"  # ~/trainings/<id>/ in the container
 CHECKPOINT_RE = re.compile(r"checkpoints/epoch-\d{4,6}\.pt")  # in the training's folder
+# where a training stands, as the pool reports it and the lab shows it
+STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled")
+ACTIVE = ("starting", "running")
+ENDED = ("succeeded", "failed", "cancelled")
 
 
 class TrainingError(ValueError):
@@ -113,7 +117,7 @@ def check_graph(doc: Any) -> Graph:
     """The graph, loaded and shape-checked; TrainingError names the layer that is wrong."""
     try:
         graph = load(doc)
-        _checked(graph)
+        checked(graph)
     except GraphError as e:
         raise TrainingError(f"graph: {'; '.join(e.problems)}") from None
     inputs = [n for n in graph.nodes if n.type == "Input"]

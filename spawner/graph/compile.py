@@ -53,7 +53,9 @@ def attribute_names(graph: Graph) -> dict[str, str]:
     return out
 
 
-def _checked(graph: Graph) -> Inference:
+def checked(graph: Graph) -> Inference:
+    """The graph's shapes, or GraphError listing every problem that keeps it from training
+    (a layer's error, no Input, no Output)."""
     inf = graph.infer()
     problems = [f"{nid}: {err}" for nid, err in inf.errors.items()]
     kinds = [n.type for n in graph.nodes]
@@ -151,7 +153,7 @@ def _step(nid: str, typ: str, p: dict[str, Any], shapes: list[tuple[int, ...]]) 
 
 
 def _plan(graph: Graph) -> tuple[Inference, dict[str, str], list[Step]]:
-    inf = _checked(graph)
+    inf = checked(graph)
     steps = []
     for nid in inf.order:
         node = graph.node(nid)
@@ -210,13 +212,14 @@ def to_module(graph: Graph) -> torch.nn.Module:
             result = tuple(values[o] for o in outputs)
             return result[0] if len(result) == 1 else result
 
-    GraphModule.__name__ = GraphModule.__qualname__ = _class_name(graph.name)
+    GraphModule.__name__ = GraphModule.__qualname__ = class_name(graph.name)
     module = GraphModule()
     module.inference = inf
     return module
 
 
-def _class_name(name: str) -> str:
+def class_name(name: str) -> str:
+    """The Python class name of a graph's network, from the graph's name."""
     words = re.findall(r"[A-Za-z0-9]+", name)
     out = "".join(w[:1].upper() + w[1:] for w in words) or "Network"
     return out if out[0].isalpha() else f"Net{out}"
@@ -234,7 +237,7 @@ def to_code(graph: Graph) -> str:
     """Readable PyTorch source for the graph: one ``nn.Module`` class, its layers in
     ``__init__`` and the data flow in ``forward``, each line with its output shape."""
     inf, names, steps = _plan(graph)
-    cls = _class_name(graph.name)
+    cls = class_name(graph.name)
     inputs = [names[n.id] for n in graph.nodes if n.type == "Input"]
     outputs = [names[n.id] for n in graph.nodes if n.type == "Output"]
     title = re.sub(r"[^\w .,:()+-]", "", graph.name) or "network"
@@ -281,7 +284,7 @@ def example_inputs(graph: Graph, batch: int = 2, seed: int = 0) -> tuple[torch.T
     Input that feeds an Embedding (within its vocabulary), floats otherwise."""
     torch = _torch()
     gen = torch.Generator().manual_seed(seed)
-    inf = _checked(graph)
+    inf = checked(graph)
     out = []
     for n in graph.nodes:
         if n.type != "Input":

@@ -3,7 +3,7 @@ outside gpupool (editors, CI checks of graph files, other languages).
 
 The schema checks the document's form and every layer's parameters. What needs the whole
 graph (edges naming existing nodes, one edge per input, no loops, shapes) is
-:func:`gpupool.lab.graph.load` and ``infer``'s business: a document the schema refuses
+:func:`gpupool.graph.load` and ``infer``'s business: a document the schema refuses
 is refused by them too (tested), not the other way round.
 """
 
