@@ -61,7 +61,7 @@ else
     export GPUPOOL_CONFIG_DIR="$GPUPOOL_STATE_DIR/catalog"
     agent_args=()
     if [ -z "$real" ]; then
-        # the demo node's agent: its declared GPUs simulated (gpupool.agent.simulated), so
+        # the demo node's agent: its declared GPUs simulated (gpupool.nvml.simulated), so
         # that the dashboard's utilization and GPU-idle notices move with the machine's load
         agent_port=$((GPUPOOL_PORT + 3))
         agent_token="$GPUPOOL_STATE_DIR/agent-token"
@@ -108,7 +108,7 @@ url="http://127.0.0.1:$GPUPOOL_PORT"
 agent=""
 if [ -n "${agent_port:-}" ]; then
     GPUPOOL_GPUS="$("$VENV/bin/python" -c 'import json, sys; from gpupool.catalog import load_catalog; print(json.dumps([{"uuid": g.uuid, "model": g.model, "memory_mib": g.memory_mib} for g in load_catalog(sys.argv[1]).nodes[0].gpus]))' "$GPUPOOL_CONFIG_DIR")" \
-        "$VENV/bin/gpupool-agent" --nvml-module gpupool.agent.simulated --node-name local \
+        "$VENV/bin/gpupool-agent" --nvml-module gpupool.nvml.simulated --node-name local \
         --ip 127.0.0.1 --port "$agent_port" --token-file "$agent_token" --docker-url "$DOCKER_HOST" \
         --AgentApp.hami_cache_dir= >"$GPUPOOL_STATE_DIR/agent.log" 2>&1 &
     agent=$!

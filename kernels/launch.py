@@ -23,7 +23,7 @@ from gpupool.lab.metrics import Slice
 def gpu_models(uuids: list[str]) -> dict[str, str]:
     """uuid -> model, from NVML (no CUDA context); empty where NVML is not there."""
     try:
-        from gpupool.lab.metrics import load_nvml
+        from gpupool.nvml.binding import load_nvml
 
         nvml = load_nvml()
         nvml.nvmlInit()

@@ -38,8 +38,8 @@ LABEL = "io.gpupool"  # label prefix
 PIDS_LIMIT = 4096
 BRIDGE_PORT = 8888  # the server's port inside a bridge-networked container
 USER_NETWORK = "gpupool-users"  # the network they join (networks.py makes and checks it)
-#: the pynvml stand-in of nodes without a GPU runtime (agent/simulated.py): figures that move
-SIMULATED_NVML = "gpupool.agent.simulated"
+#: the pynvml stand-in of nodes without a GPU runtime (nvml/simulated.py): figures that move
+SIMULATED_NVML = "gpupool.nvml.simulated"
 
 # Environment keys that only the spec may set. Anything else that sets them is refused.
 PROTECTED_ENV = re.compile(
@@ -68,7 +68,7 @@ class ContainerPlan:
     working_dir: str = HOME
     user: str = "1000:100"
     #: bind-mounted folders the container's user must be able to write (Docker creates a
-    #: missing bind source as root, mode 0755): the spawner opens them up before start
+    #: missing bind source as root, mode 0755): launcher.py opens them up before start
     writable: tuple[str, ...] = ()
 
     def create_kwargs(self) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def open_dir_tar(path: str, mode: int = 0o777) -> tuple[str, bytes]:
     return parent or "/", buf.getvalue()
 
 
-def container_name(user: str, server: str) -> str:
+def server_container_name(user: str, server: str) -> str:
     """A notebook server's container: ``gpupool-nb-<user>[---<server>]``. Parts never
     contain '---' nor start or end with '-', so the name splits back one way only; the
     'nb-' prefix keeps it apart from trainings' ``gpupool-train-<id>-<n>``."""
@@ -138,7 +138,7 @@ def home_volume(user: str) -> str:
 
 def legacy_home_volume(user: str) -> str:
     """The name the rule before 2026-12 gave ``user``'s home (adopted when its owner label
-    is the user; see homes.py)."""
+    is the user; see owners.py)."""
     return f"gpupool-home-{legacy_safe_name(user)}"
 
 
@@ -173,9 +173,9 @@ def build_container(
     pool_url: str = "",  # the pool API as the server reaches it (GPUPOOL_API_URL)
     datasets: tuple[Dataset, ...] = (),  # the catalog's, mounted at /datasets/<name>
     kind: str = "notebook",  # notebook | training (the label the reconciler and pages read)
-    name: str | None = None,  # default: container_name(user, server)
+    name: str | None = None,  # default: server_container_name(user, server)
     home: str
-    | None = None,  # the home volume found for the user (homes.py); default: home_volume(user)
+    | None = None,  # the home volume found for the user (owners.py); default: home_volume(user)
     extra_labels: dict[str, str] | None = None,  # io.gpupool.* labels of the caller's own
     read_only_datasets: bool = False,  # mount every dataset read-only whatever the catalog says
 ) -> ContainerPlan:
@@ -190,7 +190,7 @@ def build_container(
         raise ValueError(
             f"spec {spec.slug} needs {spec.gpus} GPUs, the reservation holds {len(gpus)}"
         )
-    name = name or container_name(user, server)
+    name = name or server_container_name(user, server)
     models = {g.uuid: g.model for g in node.gpus}
     env = dict(hub_env)
     env.update(

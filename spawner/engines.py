@@ -79,7 +79,11 @@ class Engines:
                 return True
             return False
 
-    def _client(self, node: Node) -> docker.APIClient:
+    def client(self, node: Node) -> docker.APIClient:
+        """``node``'s Docker client, made on first use and kept. For work that needs the
+        client itself in a worker thread (a host config built, an archive streamed to or
+        from a container): hand that work to :meth:`run` with the node, whose errors pass
+        through as they are; single calls go through :meth:`call`."""
         key = (node.name, node.engine, node.tls)
         with self._lock:
             client = self._clients.get(key)
@@ -114,7 +118,7 @@ class Engines:
 
         def run() -> T:
             try:
-                out = fn(self._client(node))
+                out = fn(self.client(node))
             except (APIError, NotFound):
                 self._unanswered.pop(node.name, None)  # it answered, with an error
                 raise

@@ -1,11 +1,12 @@
 """GpuPoolSpawner: JupyterLab in a HAMi-sliced container on a node that fits.
 
 Start: validate the user's choice (spec, image) -> reserve through the pool service ->
-pull the image on that node's engine per ``pull_policy`` (pull.py) -> create the
-container there (see container.py for exactly what it gets) -> wait for JupyterLab. A
-failed start removes what it created and releases the reservation. Stop removes the
-container and releases the reservation; the home volume stays. The state (node,
-reservation, port, container) lets a restarted hub find its servers again.
+pull the image on that node's engine per ``pull_policy`` (pull.py) -> create and start
+the container there (container.py decides exactly what it gets, launcher.py makes it) ->
+wait for JupyterLab. A failed start removes what it created and releases the
+reservation. Stop removes the container and releases the reservation; the home volume
+stays. The state (node, reservation, port, container) lets a restarted hub find its
+servers again.
 """
 
 from __future__ import annotations
@@ -22,20 +23,16 @@ from tornado import web
 from traitlets import Unicode, default
 
 from .catalog import Catalog, Node, load_catalog
-from .container import (
-    BRIDGE_PORT,
-    ContainerPlan,
-    build_container,
-    container_name,
-    open_dir_tar,
-)
+from .container import BRIDGE_PORT, ContainerPlan, build_container, server_container_name
 from .engines import EngineUnreachable, shared_engines
 from .form import OptionsError, allowed_specs, from_form, render_form, validate_options
-from .networks import UnsafeNetwork, ensure_user_network
-from .owners import OWNER, NotYours, home_for, remove_own_container
+from .launcher import create_and_start, prepare_node
+from .networks import UnsafeNetwork
+from .owners import OWNER, NotYours, remove_own_container
 from .pool.state import GpuShare, describe_shares
-from .poolclient import PoolClient, PoolError
+from .poolclient import SpawnerPoolClient, SpawnerPoolError
 from .pull import ImageUnavailable, ensure_image
+from .refusals import CapacityError, ImageError, NameTaken, QuotaError, SettingRefused
 from .settings_check import refused_settings
 
 # After a call to a node's engine went unanswered, the hub's polls of servers there are
@@ -43,64 +40,6 @@ from .settings_check import refused_settings
 # engine that accepts connections and never replies, every poll would hold a thread for
 # the client's whole timeout.
 QUIET_NODE = 60.0
-
-
-class PoolRefusal(web.HTTPError):
-    """A start the pool refused, with a reason the REST API keeps (JupyterHub resets
-    ``reason`` on errors raised from start(); this keeps it)."""
-
-    status = 500
-    why = ""
-
-    def __init__(self, message: str):
-        super().__init__(self.status, log_message=message)
-        self.jupyterhub_message = message
-
-    @property
-    def reason(self) -> str:  # type: ignore[override]
-        return self.why
-
-    @reason.setter
-    def reason(self, value: str) -> None:
-        pass
-
-
-class SettingRefused(PoolRefusal):
-    """500 'settings': the hub's config sets DockerSpawner settings that gpupool does not
-    apply (settings_check.py); the message names each and what decides instead."""
-
-    status, why = 500, "settings"
-
-
-class CapacityError(PoolRefusal):
-    """503 'capacity': nothing fits now; the message says why, node by node."""
-
-    status, why = 503, "capacity"
-
-    def __init__(self, message: str, nodes: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.nodes = nodes or []
-
-
-class QuotaError(PoolRefusal):
-    """403 'quota': the user's quota would be exceeded; the message says which quota and
-    how much is left."""
-
-    status, why = 403, "quota"
-
-
-class ImageError(PoolRefusal):
-    """500 'image': the image is not on the node and pull_policy forbids pulling it, or
-    the pull failed; the message names the image, the node and why."""
-
-    status, why = 500, "image"
-
-
-class NameTaken(PoolRefusal):
-    """409 'name-taken': the container or home volume of this server carries another
-    owner's label; nothing was removed or mounted."""
-
-    status, why = 409, "name-taken"
 
 
 _catalogs: dict[str, tuple[float, Catalog]] = {}
@@ -201,8 +140,8 @@ class GpuPoolSpawner(DockerSpawner):
         return _catalog(self.catalog_dir)
 
     @property
-    def pool(self) -> PoolClient:
-        return PoolClient(self.pool_api_url, self.pool_api_token)
+    def pool(self) -> SpawnerPoolClient:
+        return SpawnerPoolClient(self.pool_api_url, self.pool_api_token)
 
     @property
     def node(self) -> Node:
@@ -213,7 +152,7 @@ class GpuPoolSpawner(DockerSpawner):
 
     @property
     def client(self) -> Any:  # one client per node, never DockerSpawner's class-wide one
-        return shared_engines()._client(self.node)
+        return shared_engines().client(self.node)
 
     def docker(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return asyncio.ensure_future(shared_engines().call(self.node, method, *args, **kwargs))
@@ -256,7 +195,7 @@ class GpuPoolSpawner(DockerSpawner):
         answers 400 with what is allowed (the hub passes our HTTPError through)."""
 
         def apply(spawner: GpuPoolSpawner, options: dict[str, Any]) -> None:
-            spawner._chosen = spawner._validated(options)
+            spawner._validated(options)
 
         return apply
 
@@ -307,7 +246,7 @@ class GpuPoolSpawner(DockerSpawner):
             raise SettingRefused(message)
         t0 = time.monotonic()
         spec, image = self._validated(self.user_options or {})
-        name = container_name(self.user.name, self.name)
+        name = server_container_name(self.user.name, self.name)
         # DockerSpawner re-renders object_name whenever image changes: image first
         self.image = image.reference
         self.object_name = name
@@ -334,7 +273,7 @@ class GpuPoolSpawner(DockerSpawner):
                 container=name,
                 rid=self.reservation_id,
             )
-        except PoolError as e:
+        except SpawnerPoolError as e:
             if e.status == 403 and e.body.get("reason") == "quota":
                 self._event(100, e.body.get("message", "over quota"))
                 raise QuotaError(e.body.get("message", "over quota")) from None
@@ -369,17 +308,14 @@ class GpuPoolSpawner(DockerSpawner):
         host_network = node.network == "host"
         self.ip = node.address if host_network else "0.0.0.0"
         self.port = self.reserved_port if host_network else BRIDGE_PORT
-        try:
-            home = await home_for(shared_engines(), node, self.user.name)
+        try:  # the home volume, and the user network on a bridge-networked node
+            home = await prepare_node(shared_engines(), node, self.user.name)
         except NotYours as e:
             self._event(100, str(e))
             raise NameTaken(str(e)) from None
-        if not host_network:
-            try:
-                await ensure_user_network(shared_engines(), node)
-            except UnsafeNetwork as e:
-                self._event(100, str(e))
-                raise web.HTTPError(503, str(e)) from None
+        except UnsafeNetwork as e:
+            self._event(100, str(e))
+            raise web.HTTPError(503, str(e)) from None
         await self.pull_image(image.reference)  # first: get_command reads the image
         plan = build_container(
             user=self.user.name,
@@ -398,11 +334,11 @@ class GpuPoolSpawner(DockerSpawner):
             datasets=self.catalog.datasets,
         )
         self._event(50, f"creating the container on {node.name} from {image.name}")
-        await self._create(plan)
+        await self._create(node, plan)
         self._event(70, "waiting for JupyterLab")
         try:
             await self.pool.started(self.reservation_id, self.object_id)
-        except PoolError as e:  # the reconciler still finds it; only slower to notice loss
+        except SpawnerPoolError as e:  # the reconciler still finds it; only slower to notice loss
             self.log.warning("%s: could not report the container: %s", self._log_name, e)
         return node
 
@@ -419,22 +355,20 @@ class GpuPoolSpawner(DockerSpawner):
             self._event(100, str(e))
             raise ImageError(str(e)) from None
 
-    async def _create(self, plan: ContainerPlan) -> None:
-        try:  # a container left by a crashed start: replaced only when it is ours
-            await remove_own_container(shared_engines(), self.node, plan.name, self.user.name)
+    async def _create(self, node: Node, plan: ContainerPlan) -> None:
+        def creating() -> None:
+            self._no_container_yet = False  # from here on a container may exist
+
+        def created(cid: str) -> None:
+            self.object_id = cid
+
+        try:  # a container left by a crashed start is replaced only when it is ours
+            await create_and_start(
+                shared_engines(), node, plan, self.user.name, creating=creating, created=created
+            )
         except NotYours as e:
             self._event(100, str(e))
             raise NameTaken(str(e)) from None
-        host_config = await shared_engines().run(
-            lambda: self.client.create_host_config(**plan.host_config), self.node
-        )
-        self._no_container_yet = False  # from here on a container may exist
-        obj = await self.docker("create_container", host_config=host_config, **plan.create_kwargs())
-        self.object_id = obj["Id"]
-        for path in plan.writable:
-            parent, tar = open_dir_tar(path)
-            await self.docker("put_archive", self.object_id, parent, tar)
-        await self.docker("start", self.object_id)
 
     async def _undo_start(self) -> None:
         """Remove what a failed start created and give the GPUs back; where the container

@@ -12,7 +12,6 @@ and SM share of each GPU), ``GPUPOOL_SPEC``, ``GPUPOOL_NODE``, ``GPUPOOL_RESERVA
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import threading
@@ -23,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..agent.nvml import NvmlReader
+from gpupool.nvml.binding import load_nvml
+from gpupool.nvml.reader import NvmlReader
 
 MIB = 1024 * 1024
 
@@ -163,11 +163,6 @@ class Cgroup:
         }
 
 
-def load_nvml(name: str | None = None) -> Any:
-    """pynvml, or the module named by GPUPOOL_NVML_MODULE (tests: the FAKE NVML)."""
-    return importlib.import_module(name or os.environ.get("GPUPOOL_NVML_MODULE") or "pynvml")
-
-
 @dataclass
 class LocalMetrics:
     """Samples of this server: its GPUs (only the reserved ones) and its cgroup; keeps the
@@ -183,7 +178,7 @@ class LocalMetrics:
         self.history: deque[dict[str, Any]] = deque(maxlen=self.keep)
         self.reader: NvmlReader | None = None
         self.nvml_error: str | None = None
-        self.simulated = False  # gpupool.agent.simulated: a demo node's GPUs
+        self.simulated = False  # gpupool.nvml.simulated: a demo node's GPUs
         self._lock = threading.Lock()
         if self.slice.gpus:
             try:

@@ -17,9 +17,6 @@ config file (``--config``) with ``c.AgentApp.<name> = ...``.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import importlib
-import json
 import logging
 import os
 import signal
@@ -34,26 +31,19 @@ from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
-from .. import __version__
-from .cgroups import LabelCache, docker_label_lookup
-from .hamicheck import check
+from gpupool import __version__
+from gpupool.nvml.binding import load_nvml
+from gpupool.nvml.cgroups import LabelCache, docker_label_lookup
+from gpupool.nvml.sampler import NodeSampler
+
+from .handlers import NotFoundHandler, routes
 from .janitor import sweep
-from .nvml import Agent, Sample
-from .prometheus import CONTENT_TYPE, render_metrics
 
 TOKEN_ENV = "GPUPOOL_AGENT_TOKEN"
 
 
 class AgentConfigError(Exception):
     """A setting that keeps the agent from starting; the message says what would be right."""
-
-
-# -- HTTP -----------------------------------------------------------------------------------
-def _token_from_header(value: str) -> str | None:
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() in ("token", "bearer") and token.strip():
-        return token.strip()
-    return None
 
 
 def _systemd_credential(path: Path) -> bool:
@@ -69,115 +59,6 @@ def _systemd_credential(path: Path) -> bool:
         return False
 
 
-class ApiError(web.HTTPError):
-    """An HTTP error with a message for the JSON body (a reason phrase may not hold one)."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(status_code)
-        self.message = message
-
-
-class BaseHandler(web.RequestHandler):
-    requires_token = True
-
-    @property
-    def agent(self) -> Agent:
-        return self.settings["agent"]
-
-    def set_default_headers(self) -> None:
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-
-    def prepare(self) -> None:
-        if not self.requires_token:
-            return
-        sent = _token_from_header(self.request.headers.get("Authorization", ""))
-        expected: bytes = self.settings["agent_token"]
-        if sent is None or not hmac.compare_digest(sent.encode(), expected):
-            why = "a wrong token" if sent else "no token (Authorization: token <t>)"
-            raise ApiError(401, f"Unauthorized: {why}")
-
-    def write_json(self, doc: dict[str, Any]) -> None:
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(doc))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if status_code == 401:
-            self.set_header("WWW-Authenticate", 'token realm="gpupool-agent"')
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = exc.message if isinstance(exc, ApiError) else self._reason
-        self.finish(json.dumps({"status": status_code, "message": message}))
-
-    def latest(self) -> Sample:
-        sample = self.agent.latest
-        if sample is None:
-            raise ApiError(503, "no sample yet: the first one is being taken")
-        return sample
-
-
-def _hami_core(handler: web.RequestHandler) -> dict[str, Any]:
-    """The node's HAMi-core check, when the agent is told where the library is."""
-    app = handler.settings["agent_app"]
-    if not app.hami_core:
-        return {}
-    return {"hami_core": check(app.hami_core, app.vgpulock or None).to_json()}
-
-
-class HealthHandler(BaseHandler):
-    requires_token = False
-
-    def get(self) -> None:
-        self.write_json({"status": "ok"})
-
-
-class InventoryHandler(BaseHandler):
-    def get(self) -> None:
-        s = self.latest()
-        self.write_json(
-            {
-                "hostname": s.hostname,
-                "node": s.node,
-                "agent_version": __version__,
-                "nvml": s.nvml.to_json(),
-                "gpus": [g.to_json() for g in s.inventory],
-                **_hami_core(self),
-            }
-        )
-
-
-class SampleHandler(BaseHandler):
-    def get(self) -> None:
-        self.write_json({**self.latest().to_json(), **_hami_core(self)})
-
-
-class MetricsHandler(BaseHandler):
-    def get(self) -> None:
-        s = self.latest()
-        cached = self.settings["metrics_cache"]  # rendered once per sample
-        if cached.get("seq") != s.seq:
-            cached.update(seq=s.seq, text=render_metrics(s, self.agent.xids.last_by_uuid()))
-        self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(cached["text"])
-
-
-class NotFoundHandler(BaseHandler):
-    requires_token = False
-
-    def prepare(self) -> None:
-        raise ApiError(404, f"no such endpoint: {self.request.path}")
-
-
-def routes() -> list[tuple[str, type[BaseHandler]]]:
-    return [
-        (r"/health", HealthHandler),
-        (r"/api/inventory", InventoryHandler),
-        (r"/api/sample", SampleHandler),
-        (r"/metrics", MetricsHandler),
-    ]
-
-
-# -- the application -------------------------------------------------------------------------
 class AgentApp(Application):
     name = "gpupool-agent"
     description = "gpupool's node agent: NVML inventory and metrics of this node, read-only."
@@ -408,7 +289,7 @@ class AgentApp(Application):
 
     def load_nvml(self) -> ModuleType:
         try:
-            return importlib.import_module(self.nvml_module)
+            return load_nvml(self.nvml_module)
         except ImportError as e:
             hint = (
                 "install nvidia-ml-py (pip install 'gpupool[agent]')"
@@ -419,7 +300,7 @@ class AgentApp(Application):
                 f"AgentApp.nvml_module = {self.nvml_module!r}: cannot import it ({e}); {hint}"
             ) from None
 
-    def make_agent(self) -> Agent:
+    def make_agent(self) -> NodeSampler:
         labels = None
         if self.docker_url:
             try:
@@ -429,7 +310,7 @@ class AgentApp(Application):
                     "the docker SDK is not installed: processes get no gpupool labels "
                     "(pip install 'gpupool[agent]', or set AgentApp.docker_url = '')"
                 )
-        return Agent(
+        return NodeSampler(
             self.nvml,
             node=self.node_name,
             interval=self.interval,
@@ -439,7 +320,7 @@ class AgentApp(Application):
             xid_wait_ms=self.xid_wait_ms,
         )
 
-    def make_app(self, agent: Agent) -> web.Application:
+    def make_app(self, agent: NodeSampler) -> web.Application:
         return web.Application(
             routes(),  # type: ignore[arg-type]
             agent=agent,

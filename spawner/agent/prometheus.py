@@ -10,8 +10,8 @@ out, never written as NaN.
 
 from __future__ import annotations
 
-from ..exposition import Family, render
-from .nvml import GpuInfo, Sample
+from gpupool.exposition import Family, render
+from gpupool.nvml.readings import GpuInfo, Sample
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,6 +1,7 @@
 """The catalogs in ``hub_config/``: specs, images, nodes, datasets and pool settings."""
 
-from .load import CatalogError, config_dir, load_catalog, starter_dir
+from .folder import CatalogError, config_dir, starter_dir
+from .load import load_catalog
 from .models import Agent, Catalog, Dataset, Gpu, Image, Node, PoolSettings, Spec
 from .units import format_mib, parse_size_mib
 

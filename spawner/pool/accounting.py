@@ -18,18 +18,20 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .state import GpuShare
-
-if TYPE_CHECKING:  # the ledger imports this module
-    from .ledger import Reservation
+from .tables import Reservation
 
 UTC = dt.timezone.utc
 
 
 def aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def alive_in(r: Reservation, start: dt.datetime, end: dt.datetime) -> bool:
+    """Whether ``r`` was alive at some time in [start, end)."""
+    return aware(r.created_at) < end and (r.released_at is None or aware(r.released_at) >= start)
 
 
 def month_window(when: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

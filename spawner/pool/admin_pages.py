@@ -16,12 +16,14 @@ from typing import Any
 from markupsafe import Markup
 from tornado import web
 
-from ..catalog.units import format_mib
+from gpupool.catalog.units import format_mib
+
 from . import accounting
-from .api import node_json
-from .base import ID_RE, ApiError
+from .nodes_api import node_json
 from .pages import PageHandler, _age, _gpus
+from .patterns import ID_RE
 from .release import Refused, stop_and_release
+from .web import ApiError
 
 COLORS = ("#0969da", "#8250df", "#bf3989", "#1a7f37", "#9a6700", "#cf222e", "#0550ae", "#6639ba")
 OPEN_UP_TO = 12  # nodes shown opened; above that only those with alerts or down

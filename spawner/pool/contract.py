@@ -10,14 +10,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from .schemas import SCHEMAS
+
 
 @cache
 def _validator(schema: str) -> Draft202012Validator:
-    from .openapi import openapi_document  # the document imports the handlers' modules
-
-    components = openapi_document()["components"]
+    # the document's own component schemas (schemas.py), so the check is the document's
     return Draft202012Validator(
-        {"$ref": f"#/components/schemas/{schema}", "components": components}
+        {"$ref": f"#/components/schemas/{schema}", "components": {"schemas": SCHEMAS}}
     )
 
 

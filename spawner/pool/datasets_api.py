@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog.models import Dataset
-from ..container import DATASETS_ROOT
-from .base import ID_RE, ApiError, BaseHandler
+from gpupool.catalog.models import Dataset
+from gpupool.container import DATASETS_ROOT
+
+from .openapi_parts import AUTH_ERRORS, ERR, json_answer, path_param, ref
+from .patterns import ID_RE
+from .web import ApiError, BaseHandler
 
 
 def dataset_json(d: Dataset) -> dict[str, Any]:
@@ -36,5 +39,36 @@ class DatasetHandler(BaseHandler):
         self.send(dataset_json(d))
 
 
-def dataset_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
-    return [(rf"{api}/datasets", DatasetsHandler), (rf"{api}/datasets/({ID_RE})", DatasetHandler)]
+default_handlers: list[tuple[str, type[BaseHandler]]] = [
+    (r"/api/datasets", DatasetsHandler),
+    (rf"/api/datasets/({ID_RE})", DatasetHandler),
+]
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/datasets": {
+        "get": {
+            "summary": "The dataset catalog: what every server finds under /datasets",
+            "responses": {
+                "200": json_answer(
+                    {
+                        "type": "object",
+                        "properties": {"datasets": {"type": "array", "items": ref("Dataset")}},
+                    },
+                    "datasets",
+                ),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/datasets/{name}": {
+        "get": {
+            "summary": "One dataset",
+            "parameters": [path_param("name")],
+            "responses": {
+                "200": json_answer(ref("Dataset"), "the dataset"),
+                "404": json_answer(ERR, "no such dataset"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+}

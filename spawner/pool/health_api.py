@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..exposition import Family, render
-from .base import ID_RE, ApiError, BaseHandler, released
+from gpupool.exposition import Family, render
+
 from .ledger import STOP_PENDING
+from .openapi_parts import AUTH_ERRORS, ERR, FLAG, json_answer, path_param, query, ref
+from .patterns import CONTAINER_ID_RE, ID_RE
+from .web import ApiError, BaseHandler, released
 
 
 class _HealthHandler(BaseHandler):
@@ -102,7 +105,7 @@ class ReservationStartedHandler(_HealthHandler):
             raise ApiError(403, "only the hub's spawner and pool admins report containers")
         data = self.body({"container_id"})
         cid = data.get("container_id")
-        if not isinstance(cid, str) or not re.fullmatch(r"[0-9a-f]{12,64}", cid):
+        if not isinstance(cid, str) or not re.fullmatch(CONTAINER_ID_RE, cid):
             raise ApiError(400, "container_id must be a Docker container id (hex)")
         if found.state != "active":
             raise ApiError(409, f"reservation {rid} is {found.state}")
@@ -214,15 +217,192 @@ class NoticesHandler(BaseHandler):
         self.send({"notices": await self.ctx.run(self.ctx.ledger.notices, owner)})
 
 
-def health_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
-    return [
-        (rf"{api}/health", HealthHandler),
-        (rf"{api}/alerts", AlertsHandler),
-        (rf"{api}/notices", NoticesHandler),
-        (rf"{api}/reconcile", ReconcileHandler),
-        (rf"{api}/metrics", PrometheusHandler),
-        (rf"{api}/nodes/({ID_RE})/history", NodeHistoryHandler),
-        (rf"{api}/reservations/({ID_RE})/metrics", ReservationMetricsHandler),
-        (rf"{api}/reservations/({ID_RE})/started", ReservationStartedHandler),
-        (rf"{api}/reservations/({ID_RE})/stop", ReservationStopHandler),
-    ]
+default_handlers: list[tuple[str, type[BaseHandler]]] = [
+    (r"/api/health", HealthHandler),
+    (r"/api/alerts", AlertsHandler),
+    (r"/api/notices", NoticesHandler),
+    (r"/api/reconcile", ReconcileHandler),
+    (r"/api/metrics", PrometheusHandler),
+    (rf"/api/nodes/({ID_RE})/history", NodeHistoryHandler),
+    (rf"/api/reservations/({ID_RE})/metrics", ReservationMetricsHandler),
+    (rf"/api/reservations/({ID_RE})/started", ReservationStartedHandler),
+    (rf"/api/reservations/({ID_RE})/stop", ReservationStopHandler),
+]
+
+NOTICE: dict[str, Any] = {
+    "type": "object",
+    "required": ["reservation", "owner", "server_name", "spec", "kind", "message", "act_at"],
+    "properties": {
+        "reservation": {"type": "string"},
+        "owner": {"type": "string"},
+        "server_name": {"type": "string"},
+        "spec": {"type": "string"},
+        "kind": {
+            "enum": ["gpu-idle", "over-slice", "stop-pending"],
+            "description": "gpu-idle: stopped at act_at unless used; over-slice: its "
+            "processes use more GPU memory than the slice; stop-pending: stopped while its "
+            "node did not answer, finished when it does",
+        },
+        "message": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "act_at": {"type": ["string", "null"], "format": "date-time"},
+        "stopping": {"type": "boolean"},
+    },
+}
+_ID = path_param("id")
+_NAME = path_param("name")
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/nodes/{name}/history": {
+        "get": {
+            "summary": "Short metrics history of the node's GPUs (observers)",
+            "parameters": [_NAME],
+            "responses": {
+                "200": json_answer({"type": "object"}, "samples per GPU"),
+                "404": json_answer(ERR, "no such node"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/health": {
+        "get": {
+            "summary": "Every node's engine and agent health (observers)",
+            "responses": {"200": json_answer({"type": "object"}, "nodes"), **AUTH_ERRORS},
+        }
+    },
+    "/alerts": {
+        "get": {
+            "summary": "Active alerts, most severe first; ?history=1 adds raises and clears",
+            "parameters": [
+                query("node", {"type": "string"}, "one node's only"),
+                query("history", FLAG, "1: add the recent raises and clears"),
+            ],
+            "responses": {
+                "200": json_answer(
+                    {
+                        "type": "object",
+                        "properties": {"alerts": {"type": "array", "items": ref("Alert")}},
+                    },
+                    "alerts",
+                ),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/reconcile": {
+        "post": {
+            "summary": "Reconcile containers against reservations now (admins)",
+            "parameters": [query("node", {"type": "string"}, "one node only")],
+            "responses": {
+                "200": json_answer({"type": "object"}, "what each node's pass did"),
+                "404": json_answer(ERR, "no such node"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Pool gauges in Prometheus text format (observers)",
+            "responses": {
+                "200": {
+                    "description": "text/plain; version=0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/notices": {
+        "get": {
+            "summary": "Notices for the caller's servers (GPU idle: when the pool stops it)",
+            "parameters": [query("all", FLAG, "1: every user's (observers)")],
+            "responses": {
+                "200": json_answer(
+                    {
+                        "type": "object",
+                        "required": ["notices"],
+                        "properties": {"notices": {"type": "array", "items": NOTICE}},
+                    },
+                    "notices of active reservations, oldest first",
+                ),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/reservations/{id}/metrics": {
+        "get": {
+            "summary": "Metrics history of a reservation's GPUs (memory used by its processes)",
+            "parameters": [_ID],
+            "responses": {
+                "200": json_answer({"type": "object"}, "samples"),
+                "404": json_answer(ERR, "not found or not yours"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/reservations/{id}/started": {
+        "post": {
+            "summary": "The spawner reports the reservation's container runs",
+            "parameters": [_ID],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["container_id"],
+                            "properties": {
+                                "container_id": {
+                                    "type": "string",
+                                    "pattern": f"^{CONTAINER_ID_RE}$",
+                                    "description": "the Docker id (hex)",
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "204": {"description": "recorded"},
+                "400": json_answer(ERR, "the body is not what this document allows"),
+                "404": json_answer(ERR, "not found or not yours"),
+                "409": json_answer(ERR, "the reservation is released"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/reservations/{id}/stop": {
+        "post": {
+            "summary": "The spawner stopped the workload while its node did not answer: "
+            "keep the reservation, remove its container and free it when the node "
+            "answers (the hub's spawner and pool admins)",
+            "parameters": [_ID],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "reason": {
+                                    "type": "string",
+                                    "pattern": "\\S",
+                                    "description": "kept as the release reason "
+                                    "(cut to 255 characters)",
+                                }
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "202": json_answer(ERR, "kept; the stop is finished when the node answers"),
+                "400": json_answer(ERR, "the body is not what this document allows"),
+                "404": json_answer(ERR, "not found or not yours"),
+                "409": json_answer(ERR, "the reservation is released"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+}

@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog.models import CullingSettings
-from .ledger import Ledger, Reservation
+from gpupool.catalog.models import CullingSettings
 
-LedgerCall = Callable[..., Awaitable[Any]]
+from .ledger import Ledger, LedgerCall, Reservation
+
 KIND = "gpu-idle"
 
 

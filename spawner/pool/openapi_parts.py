@@ -1,11 +1,12 @@
 """Building blocks of the pool API's OpenAPI document, shared by the modules that
-describe their own operations (openapi.py, trainings/api.py)."""
+describe their own operations (each API module) and by the one that assembles them
+(openapi.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import ID_RE
+from .patterns import ID_RE
 
 
 def ref(name: str) -> dict[str, str]:
@@ -17,6 +18,13 @@ def json_answer(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERR = ref("Error")
+
+# the token's answers, as the operations of specs, reservations, nodes, datasets, health
+# and usage spell them out (openapi.py adds them to the others)
+AUTH_ERRORS = {
+    "401": json_answer(ERR, "No token was sent"),
+    "403": json_answer(ERR, "The token lacks the scope this needs"),
+}
 
 
 def path_param(name: str, pattern: str = ID_RE) -> dict[str, Any]:

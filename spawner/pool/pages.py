@@ -13,11 +13,12 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
-from ..catalog.units import format_mib
-from ..templating import render
+from gpupool.catalog.units import format_mib
+from gpupool.templating import render
+
 from .access import Caller
-from .base import ApiError, PoolContext
 from .usage_api import user_usage
+from .web import ApiError, PoolContext
 
 
 def _quota_card(title: str, limit: float | None, used: float, fmt: Any = None) -> dict[str, Any]:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .patterns import ID_RE
+
+T = TypeVar("T")
 
 PAGE_DEFAULT = 200  # items per page of a list when the caller does not say
 PAGE_MAX = 1000
-CURSOR_RE = r"[0-9]{1,16}~[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+CURSOR_RE = rf"[0-9]{{1,16}}~{ID_RE}"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -50,6 +55,18 @@ def time_cursor(at: dt.datetime, last: str) -> str:
     """The ``next`` of a page sorted by (time, id) whose last item is (at, last)."""
     at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)  # stored in UTC
     return f"{(at - EPOCH) // dt.timedelta(microseconds=1)}~{last}"
+
+
+def page_of(
+    found: list[T], limit: int, position: Callable[[T], tuple[dt.datetime, str]]
+) -> tuple[list[T], str | None]:
+    """The page out of what a list gave when asked for ``limit + 1`` items (one more than
+    a page, to learn whether another follows), and its ``next``: the cursor after its last
+    item, or None on the last page. ``position`` is an item's (time, id)."""
+    if len(found) <= limit:
+        return found, None
+    page = found[:limit]
+    return page, time_cursor(*position(page[-1]))
 
 
 def openapi_parameters() -> list[dict[str, Any]]:

@@ -22,8 +22,9 @@ from typing import Any
 
 from docker.errors import NotFound
 
-from ..catalog.models import Node
-from ..container import LABEL
+from gpupool.catalog.models import Node
+from gpupool.container import LABEL
+
 from .ledger import Reservation
 
 RESERVATION_LABEL = f"{LABEL}.reservation"

@@ -20,10 +20,11 @@ from typing import Any
 from docker.errors import NotFound
 from tornado.escape import url_escape
 
-from ..engines import EngineUnreachable
-from ..owners import OWNER, NotYours, remove_own_container
+from gpupool.engines import EngineUnreachable
+from gpupool.job import ACTIVE
+from gpupool.owners import OWNER, NotYours, remove_own_container
+
 from .ledger import Reservation
-from .trainings.store import ACTIVE
 
 _KEPT = (
     "reservation {id} is kept while its container may still run, and freed once the node "

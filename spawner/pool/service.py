@@ -20,12 +20,12 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Integer, Unicode, default, validate
 from traitlets.config import Application
 
-from .. import __version__
-from ..catalog import CatalogError, config_dir, load_catalog
+from gpupool import __version__
+from gpupool.catalog import CatalogError, config_dir, load_catalog
+
+from . import datasets_api, health_api, nodes_api, reservations_api, root_api, specs_api, usage_api
 from .admin_pages import admin_routes
 from .alerts import Alerts
-from .api import routes
-from .base import PoolContext
 from .health import Monitor
 from .idle import IdleCuller
 from .ledger import Ledger
@@ -33,9 +33,36 @@ from .limits import SERVER_MAX_BODY
 from .pages import page_routes
 from .release import stop_and_release
 from .scheduler import POLICIES
+from .trainings import api as trainings_api
 from .trainings.dispatch import Dispatcher
 from .trainings.store import TrainingStore
 from .watchdog import SliceWatchdog
+from .web import NotFoundHandler, PoolContext
+
+# The modules whose default_handlers make the API, in the route table's order (Tornado
+# takes the first route that matches; each module's paths are its own, so the order
+# matters only for the catch-all 404 that comes after them all).
+API_MODULES = (
+    health_api,
+    usage_api,
+    datasets_api,
+    trainings_api,
+    root_api,
+    specs_api,
+    reservations_api,
+    nodes_api,
+)
+
+
+def api_routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    """The pool API's route table: every API module's ``default_handlers`` (paths below
+    the service prefix), then the API's JSON 404 for any path under ``api/`` that names
+    no operation."""
+    base = prefix.rstrip("/")
+    return [
+        *((base + path, handler) for m in API_MODULES for path, handler in m.default_handlers),
+        (rf"{base}/api/.*", NotFoundHandler),  # last: JSON 404 for paths no operation names
+    ]
 
 
 def default_state_dir() -> Path:
@@ -237,7 +264,7 @@ class PoolService(Application):
             self.ledger.gpu_policy,
         )
         return web.Application(
-            routes(self.prefix) + page_routes(self.prefix) + admin_routes(self.prefix),
+            api_routes(self.prefix) + page_routes(self.prefix) + admin_routes(self.prefix),
             pool=ctx,
             prefix=self.prefix,
             # the hub's own pages and static files, for the pages' frame (gpupool/page.html)

@@ -13,7 +13,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..catalog.models import Node, Spec
+from gpupool.catalog.models import Node, Spec
+from gpupool.catalog.units import format_mib
 
 NodeStatus = Literal["up", "draining", "down"]
 UNLIMITED = np.iinfo(np.int64).max // 4
@@ -262,8 +263,6 @@ def invariant_violations(
 def describe_shares(gpus: Sequence[GpuShare], sm: int | None) -> str:
     """'GPU 1 (20 GiB, 30 % SM)', 'GPUs 0, 1 (whole)', 'no GPU': a placement in words, for
     spawn progress and trainings' messages."""
-    from ..catalog.units import format_mib
-
     if not gpus:
         return "no GPU"
     idx = ", ".join(str(g.index) for g in gpus)

@@ -15,7 +15,8 @@ from typing import Any
 
 from . import accounting
 from .access import Caller
-from .base import ApiError, BaseHandler, PoolContext
+from .openapi_parts import AUTH_ERRORS, ERR, FLAG, json_answer, query
+from .web import ApiError, BaseHandler, PoolContext
 
 
 def window(ctx: PoolContext, month: str | None) -> tuple[str, dt.datetime, dt.datetime]:
@@ -206,5 +207,53 @@ class UsageCsvHandler(_UsageHandler):
         self.finish(out.getvalue())
 
 
-def usage_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
-    return [(rf"{api}/usage\.csv", UsageCsvHandler), (rf"{api}/usage", UsageHandler)]
+default_handlers: list[tuple[str, type[BaseHandler]]] = [
+    (r"/api/usage\.csv", UsageCsvHandler),
+    (r"/api/usage", UsageHandler),
+]
+
+MONTH = query(
+    "month",
+    {"type": "string", "pattern": f"^{accounting.MONTH_RE}$"},
+    "YYYY-MM, 1970-01 to 2999-12 (default: this month, UTC)",
+)
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/usage": {
+        "get": {
+            "summary": "GPU-hours and cost of a month by spec, with the quota left "
+            "(own; observers: ?user= anyone, ?all=1 everyone)",
+            "parameters": [
+                MONTH,
+                query("user", {"type": "string"}, "whose (observers; others: own)"),
+                query("all", FLAG, "1: every user's totals (observers)"),
+            ],
+            "responses": {
+                "200": json_answer({"type": "object"}, "usage"),
+                "400": json_answer(ERR, "month is not YYYY-MM"),
+                "404": json_answer(ERR, "no such user for you"),
+                "502": json_answer(ERR, "the hub did not answer for a user's groups"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+    "/usage.csv": {
+        "get": {
+            "summary": "Every user's month by spec, or every group's, as CSV (observers)",
+            "parameters": [
+                MONTH,
+                query("by", {"type": "string", "enum": ["user", "group"]}, "rows per"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "month,user,spec,hours,gpu_hours,cost or "
+                    "month,group,users,hours,gpu_hours,cost",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                "400": json_answer(ERR, "month or by is not what this document allows"),
+                "502": json_answer(ERR, "the hub did not answer for the users' groups"),
+                **AUTH_ERRORS,
+            },
+        }
+    },
+}

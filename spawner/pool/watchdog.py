@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog.models import SliceSettings
-from ..catalog.units import format_mib
+from gpupool.catalog.models import SliceSettings
+from gpupool.catalog.units import format_mib
+
 from .alerts import Alerts
 from .ledger import Ledger, Reservation
 from .state import Placement

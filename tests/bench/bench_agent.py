@@ -19,7 +19,7 @@ rounds of ``--samples`` samples:
   temperature, power, energy, compute and graphics processes of each GPU);
 - reader: ``NvmlReader.read()`` alone: the same calls with optional fields, units and
   de-duplication of processes;
-- agent: ``Agent.take_sample()``: the reader, the container of every process from its
+- agent: ``NodeSampler.take_sample()``: the reader, the container of every process from its
   cgroup file, the labels, the Xid list, the ``Sample`` object;
 - then, on the last sample: its JSON document (``json.dumps(sample.to_json())``, what
   ``/api/sample`` sends) and the ``/metrics`` text (``render_metrics``).
@@ -47,9 +47,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from gpupool.agent.cgroups import LabelCache  # noqa: E402
-from gpupool.agent.nvml import Agent  # noqa: E402
 from gpupool.agent.prometheus import render_metrics  # noqa: E402
+from gpupool.nvml.cgroups import LabelCache  # noqa: E402
+from gpupool.nvml.sampler import NodeSampler  # noqa: E402
 from tests.support import fake_nvml  # noqa: E402
 
 
@@ -122,7 +122,7 @@ def run(gpus: int, procs: int, samples: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gpupool-bench-agent-") as tmp:
         labels = make_world(gpus, procs, Path(tmp))
         stub = StubEngineLabels(labels)
-        agent = Agent(fake_nvml, node="bench", proc_root=tmp, labels=LabelCache(stub))
+        agent = NodeSampler(fake_nvml, node="bench", proc_root=tmp, labels=LabelCache(stub))
         first = agent.take_sample()
         assert first.nvml.ok and len(first.gpus) == gpus
         got = [p for g in first.gpus for p in g.processes]

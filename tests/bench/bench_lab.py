@@ -33,9 +33,9 @@ import statistics
 import time
 from pathlib import Path
 
-from gpupool.agent.nvml import NvmlReader
 from gpupool.lab.metrics import Cgroup, LocalMetrics, Slice
 from gpupool.lab.serverext import Sampler
+from gpupool.nvml.reader import NvmlReader
 from tests.support import fake_nvml
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from gpupool.agent.nvml import Agent, XidLog, XidWatcher
 from gpupool.agent.prometheus import render_metrics
+from gpupool.nvml.sampler import NodeSampler
+from gpupool.nvml.xid import XidLog, XidWatcher
 
 pytestmark = pytest.mark.gpu
 pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (carry it in .whl/)")
@@ -54,9 +55,9 @@ def smi() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def agent(gpus: list[dict[str, Any]]) -> Iterator[Agent]:
+def agent(gpus: list[dict[str, Any]]) -> Iterator[NodeSampler]:
     """The agent's sampling part on real NVML; no Docker on the GPU machine, so no labels."""
-    a = Agent(pynvml, node="gpu-test", proc_root="/proc", labels=None)
+    a = NodeSampler(pynvml, node="gpu-test", proc_root="/proc", labels=None)
     s = a.take_sample()
     assert s.nvml.ok, s.nvml.error
     try:
@@ -65,7 +66,7 @@ def agent(gpus: list[dict[str, Any]]) -> Iterator[Agent]:
         a.reader.shutdown()
 
 
-def test_inventory_and_sample_match_nvidia_smi(agent: Agent, figures: dict) -> None:
+def test_inventory_and_sample_match_nvidia_smi(agent: NodeSampler, figures: dict) -> None:
     s = agent.take_sample()
     rows = smi()  # right after the sample: memory.used compared close together
     inv = {g.index: g for g in s.inventory}
@@ -127,7 +128,7 @@ def _wait_ready(child: subprocess.Popen[str], timeout: float) -> None:
         pytest.fail(f"the PyTorch child did not allocate GPU memory: {line!r} {err[-2000:]}")
 
 
-def test_sample_finds_a_pytorch_process_by_pid(agent: Agent, figures: dict) -> None:
+def test_sample_finds_a_pytorch_process_by_pid(agent: NodeSampler, figures: dict) -> None:
     if importlib.util.find_spec("torch") is None:
         pytest.skip("PyTorch is not installed")
     child = subprocess.Popen(
@@ -174,7 +175,7 @@ def test_sample_finds_a_pytorch_process_by_pid(agent: Agent, figures: dict) -> N
             child.kill()
 
 
-def test_xid_watcher_on_real_nvml(agent: Agent, figures: dict, caplog: Any) -> None:
+def test_xid_watcher_on_real_nvml(agent: NodeSampler, figures: dict, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="gpupool.agent")
     xids = XidLog()
     watcher = XidWatcher(agent.reader, xids, wait_ms=200)
@@ -193,7 +194,7 @@ def test_xid_watcher_on_real_nvml(agent: Agent, figures: dict, caplog: Any) -> N
     print(f"\nXid events watched on {len(watcher.watched)} of {len(uuids)} GPU(s)")
 
 
-def test_cpu_per_sample(agent: Agent, figures: dict) -> None:
+def test_cpu_per_sample(agent: NodeSampler, figures: dict) -> None:
     nv = agent.reader.nvml
     handles = [h for _, h in agent.reader.devices]
 
@@ -261,7 +262,7 @@ for line in sys.stdin:
 """
 
 
-def test_utilization_tells_held_but_idle_from_busy(agent: Agent, figures: dict) -> None:
+def test_utilization_tells_held_but_idle_from_busy(agent: NodeSampler, figures: dict) -> None:
     """What GPU-idle culling reads: a process that holds GPU memory and computes nothing
     reads (about) 0 % on the agent's samples; the same process multiplying matrices reads
     busy. NVML's utilization is per card: the test needs the card to itself."""

@@ -26,12 +26,12 @@ GIB = 1024
 def test_a_process_that_switched_hami_core_off_is_caught(
     tmp_path: Path, gpus: list[dict[str, Any]], libvgpu: Path, figures: dict
 ) -> None:
-    from gpupool.agent.nvml import Agent
+    from gpupool.nvml.sampler import NodeSampler
 
     box = sliced_container(tmp_path / "c", gpus, libvgpu, memory_mib=4 * GIB, sm_percent=None)
     rid = box.plan.labels["io.gpupool.reservation"]
     holder = box.start("hold", 6 * GIB, CUDA_DISABLE_CONTROL="true")
-    agent = Agent(pynvml, node="gpu-test", proc_root="/proc", labels=None)
+    agent = NodeSampler(pynvml, node="gpu-test", proc_root="/proc", labels=None)
     try:
         assert holder.stdout is not None and holder.stderr is not None
         ready, _, _ = select.select([holder.stdout], [], [], 150)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gpupool.agent.cgroups import LabelCache, container_of_pid, docker_label_lookup
-from gpupool.agent.nvml import Agent
+from gpupool.nvml.cgroups import LabelCache, container_of_pid, docker_label_lookup
+from gpupool.nvml.sampler import NodeSampler
 from tests.support import fake_nvml
 from tests.support.docker import Engine
 from tests.support.images import import_sleep_image
@@ -71,7 +71,7 @@ def test_real_container_process_to_labels(engine: Engine, monkeypatch: pytest.Mo
     world = fake_nvml.world.reset(gpus=1)
     try:
         world.gpus[0].processes = [fake_nvml.Proc(pid1, 1000), fake_nvml.Proc(pid2, 2000)]
-        agent = Agent(fake_nvml, node="n", labels=LabelCache(lookup))
+        agent = NodeSampler(fake_nvml, node="n", labels=LabelCache(lookup))
         procs = {p.pid: p for p in agent.take_sample().gpus[0].processes}
     finally:
         fake_nvml.world.reset(gpus=2)

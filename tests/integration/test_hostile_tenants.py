@@ -16,7 +16,12 @@ import pytest
 import requests
 import yaml
 
-from gpupool.container import container_name, home_volume, legacy_home_volume, legacy_safe_name
+from gpupool.container import (
+    home_volume,
+    legacy_home_volume,
+    legacy_safe_name,
+    server_container_name,
+)
 from tests.support.catalogs import SPECS, write_engine_catalog
 from tests.support.docker import Engine, ensure_docker_installed, start_engines, stop_engines
 from tests.support.hub import Hub
@@ -166,7 +171,7 @@ def test_a_container_at_my_name_that_is_someone_elses_is_never_removed(
 ) -> None:
     """A spawn used to remove whatever container had its name, by name."""
     user = "carol"
-    name = container_name(user, "")
+    name = server_container_name(user, "")
     client = engine.client()
     other = client.containers.run(
         IMAGE, ["sleep", "600"], name=name, labels={"io.gpupool.owner": "mallory"}, detach=True

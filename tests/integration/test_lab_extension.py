@@ -9,9 +9,9 @@ driven in Chromium.
   pool's specs (called with the server's own token).
 
 CI has no GPU: the node has no GPU runtime, so the server's GPU is simulated
-(gpupool.agent.simulated, the quickstart's demo source): labelled so in the status bar
+(gpupool.nvml.simulated, the quickstart's demo source): labelled so in the status bar
 and the panel, its utilization following the container's CPU, so the status bar's figure
-rises while `gpupool.agent.simulated.load()` runs. Real NVML: tests/gpu/.
+rises while `gpupool.nvml.simulated.load()` runs. Real NVML: tests/gpu/.
 Screenshots in .state/screenshots/lab-*.png.
 """
 
@@ -108,7 +108,7 @@ def test_status_bar_panel_and_cli_in_a_real_lab(hub: Hub) -> None:
             term.click()
             page.keyboard.type(
                 "gpupool status > status.txt 2>&1; gpupool specs > specs.txt 2>&1; "
-                "python -c 'from gpupool.agent.simulated import load; load(10)'\n"
+                "python -c 'from gpupool.nvml.simulated import load; load(10)'\n"
             )
             t0 = time.monotonic()
             expect(cpu).to_contain_text(re.compile(r"0\.[3-9]\d cores of"), timeout=20_000)

@@ -11,21 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from gpupool.agent.cgroups import (
+from gpupool.agent.prometheus import render_metrics
+from gpupool.nvml.cgroups import (
     ContainerLabels,
     LabelCache,
     container_id_from_cgroup,
     container_of_pid,
 )
-from gpupool.agent.nvml import (
-    Agent,
-    NvmlReader,
-    Sample,
-    XidLog,
-    XidWatcher,
-    cuda_version_text,
-)
-from gpupool.agent.prometheus import render_metrics
+from gpupool.nvml.reader import NvmlReader, cuda_version_text
+from gpupool.nvml.readings import Sample
+from gpupool.nvml.sampler import NodeSampler
+from gpupool.nvml.xid import XidLog, XidWatcher
 from tests.support import fake_nvml
 from tests.support.fake_nvml import Proc
 
@@ -214,7 +210,7 @@ def test_init_failure_gives_an_empty_inventory_with_the_reason(
     world: fake_nvml.World, code: str, words: tuple[str, ...]
 ) -> None:
     world.init_error = fake_nvml._code(code)
-    agent = Agent(fake_nvml, node="n1", hostname="h1", proc_root="/nonexistent")
+    agent = NodeSampler(fake_nvml, node="n1", hostname="h1", proc_root="/nonexistent")
     s = agent.take_sample()
     assert s.nvml.ok is False and s.gpus == [] and s.inventory == ()
     assert s.nvml.driver_version is None and s.nvml.cuda_version is None
@@ -344,7 +340,7 @@ def test_processes_get_their_container_and_gpupool_labels(
     world.gpus[0].processes = [Proc(100, 1000), Proc(101, 2000), Proc(102, 3000), Proc(103, 5)]
     stub = StubDockerLabels({CID: GPUPOOL_LABELS, CID2: {"com.example": "y"}})
     clock = Clock()
-    agent = Agent(
+    agent = NodeSampler(
         fake_nvml, node="n", proc_root=str(tmp_path), labels=LabelCache(stub, clock=clock)
     )
     procs = {p.pid: p.to_json() for p in agent.take_sample().gpus[0].processes}
@@ -373,7 +369,7 @@ def test_engine_errors_give_null_labels_and_are_retried_after_10_s(
     stub = StubDockerLabels({CID: GPUPOOL_LABELS})
     stub.down = True
     clock = Clock()
-    agent = Agent(
+    agent = NodeSampler(
         fake_nvml, node="n", proc_root=str(tmp_path), labels=LabelCache(stub, clock=clock)
     )
     p = agent.take_sample().gpus[1].processes[0]
@@ -426,7 +422,7 @@ def sample_with_readings(world: fake_nvml.World, tmp_path: Path) -> Sample:
     world.fail("nvmlDeviceGetPowerUsage", "NOT_SUPPORTED", gpu=0)
     fake_proc(tmp_path, 100, V2_SYSTEMD)
     world.gpus[1].processes = [Proc(100, 1000), Proc(101, None)]
-    agent = Agent(
+    agent = NodeSampler(
         fake_nvml,
         node="n",
         hostname="gpu-node-1",
@@ -555,7 +551,7 @@ def test_xid_events_are_recorded_and_unsupported_gpus_skipped(
 
 
 def test_xid_events_reach_the_sample(world: fake_nvml.World) -> None:
-    agent = Agent(fake_nvml, node="n", proc_root="/nonexistent")
+    agent = NodeSampler(fake_nvml, node="n", proc_root="/nonexistent")
     agent.watcher.wait_ms = 50
     agent.interval = 0.05
     agent.start()

@@ -17,11 +17,11 @@ from gpupool.container import (
     PROTECTED_ENV,
     UnsafeEnvironment,
     build_container,
-    container_name,
     home_volume,
     legacy_home_volume,
     legacy_safe_name,
     safe_name,
+    server_container_name,
 )
 from gpupool.pool.state import GpuShare
 
@@ -235,7 +235,7 @@ def test_labels_name_owner_server_reservation_kind() -> None:
         "io.gpupool.spec": "a100-20g",
         "io.gpupool.node": "node-b",
     }
-    assert plan.name == container_name("ada", "big run")
+    assert plan.name == server_container_name("ada", "big run")
     assert plan.image == "gpupool/singleuser:latest"
     assert plan.user == "1000:100"
 
@@ -266,13 +266,13 @@ def test_reservation_must_match_the_spec() -> None:
 
 
 def test_names_are_docker_safe_and_collision_safe() -> None:
-    assert container_name("ada", "") == "gpupool-nb-ada"
-    assert container_name("ada", "run1") == "gpupool-nb-ada---run1"
+    assert server_container_name("ada", "") == "gpupool-nb-ada"
+    assert server_container_name("ada", "run1") == "gpupool-nb-ada---run1"
     a, b = safe_name("Ada.L"), safe_name("ada-l")
     assert a != b and b == "ada-l"
     assert safe_name("ada@example.org").startswith("ada-example-org--")
     assert home_volume("Ada Lovelace") != home_volume("ada-lovelace")
-    for n in (container_name("Zoë/../x", "a b"), home_volume("../../etc")):
+    for n in (server_container_name("Zoë/../x", "a b"), home_volume("../../etc")):
         assert all(c.isalnum() or c in "-." for c in n), n
 
 
@@ -284,13 +284,13 @@ def test_a_user_cannot_take_the_name_of_anothers_home_or_server() -> None:
     assert squatter == "ada-lovelace-d239a0a8"
     assert legacy_home_volume(squatter) == legacy_home_volume(victim)  # the old hole
     assert home_volume(squatter) != home_volume(victim)
-    assert container_name(squatter, "") != container_name(victim, "")
+    assert server_container_name(squatter, "") != server_container_name(victim, "")
     # the hashed form of every name is itself a name that is kept as it is nowhere
     assert safe_name(safe_name(victim)) != safe_name(victim)
     # (user, server) splits one way only, and notebooks never look like trainings
-    assert container_name("a", "b-c") != container_name("a---b", "c")
-    assert container_name("a-b", "") != container_name("a", "b")
-    assert container_name("train-t-000000000001-1", "") != "gpupool-train-t-000000000001-1"
+    assert server_container_name("a", "b-c") != server_container_name("a---b", "c")
+    assert server_container_name("a-b", "") != server_container_name("a", "b")
+    assert server_container_name("train-t-000000000001-1", "") != "gpupool-train-t-000000000001-1"
     long = "x" * 41
     assert safe_name(long) != safe_name(long[:40]) and safe_name(long[:40]) == long[:40]
 
@@ -304,7 +304,7 @@ def test_a_user_cannot_take_the_name_of_anothers_home_or_server() -> None:
     )
 )
 def test_container_and_volume_names_are_one_to_one(pairs: list[tuple[str, str]]) -> None:
-    names = [container_name(u, s) for u, s in pairs]
+    names = [server_container_name(u, s) for u, s in pairs]
     assert len(set(names)) == len(names)
     users = {u for u, _ in pairs}
     assert len({home_volume(u) for u in users}) == len(users)

@@ -7,9 +7,9 @@ import re
 from tornado import web
 
 from gpupool.pool import idle, ledger, watchdog
-from gpupool.pool.api import routes
-from gpupool.pool.base import NotFoundHandler
 from gpupool.pool.openapi import openapi_document
+from gpupool.pool.service import api_routes as routes
+from gpupool.pool.web import NotFoundHandler
 
 PREFIX = "/services/gpupool/"
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from gpupool.pool.paging import CURSOR_RE, BadPage, page_limit, time_cursor, time_page
+from gpupool.pool.paging import CURSOR_RE, BadPage, page_limit, page_of, time_cursor, time_page
 
 
 def test_pages_take_a_bounded_limit() -> None:
@@ -35,3 +35,13 @@ def test_any_cursor_of_the_documented_form_is_a_position_and_others_are_refused(
     for bad in ("", "nonsense", "1~", "~r-1", "12~-r", "1" * 17 + "~r", "12~r/1", "e30"):
         with pytest.raises(BadPage, match="cursor is not one this API gives"):
             time_page(None, bad)
+
+
+def test_a_page_is_cut_from_one_item_more_and_says_where_the_next_starts() -> None:
+    at = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC)
+    items = [(at + dt.timedelta(seconds=i), f"r-{i}") for i in range(3)]
+    page, nxt = page_of(items, 2, lambda item: item)  # 3 fetched for a page of 2: more follow
+    assert page == items[:2] and nxt == time_cursor(*items[1])
+    assert time_page("2", nxt) == (2, items[1])
+    assert page_of(items[:2], 2, lambda item: item) == (items[:2], None)  # the last page
+    assert page_of([], 2, lambda item: item) == ([], None)

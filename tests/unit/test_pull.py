@@ -215,7 +215,7 @@ class StandInEngines(Engines):
         super().__init__(max_workers=2, timeout=2)
         self.stand_in = client
 
-    def _client(self, node: Node) -> Any:
+    def client(self, node: Node) -> Any:
         return self.stand_in
 
 

@@ -1,4 +1,4 @@
-"""gpupool.agent.simulated: the GPU source of demo nodes (no GPU runtime). It answers the
+"""gpupool.nvml.simulated: the GPU source of demo nodes (no GPU runtime). It answers the
 pynvml calls gpupool's readers make, for the slice in GPUPOOL_GPUS, with figures that
 follow the container's cgroup (written here by the test, v1 and v2 layouts), and marks
 itself simulated everywhere it shows."""
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import gpupool.agent.simulated as sim
-from gpupool.agent.nvml import NvmlReader
+import gpupool.nvml.simulated as sim
 from gpupool.lab.metrics import Cgroup, LocalMetrics, Slice
+from gpupool.nvml.reader import NvmlReader
 
 SLICE = [
     {

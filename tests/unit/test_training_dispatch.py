@@ -147,7 +147,7 @@ class LogEngine:
     async def run(self, fn: Any, node: Any = None) -> Any:
         return fn()
 
-    def _client(self, node: Any) -> Any:
+    def client(self, node: Any) -> Any:
         return self
 
     def get_archive(self, container: str, path: str) -> tuple[list[bytes], dict[str, int]]:

@@ -105,7 +105,7 @@ def test_a_trainer_container_is_a_sliced_container_with_only_its_dataset_read_on
         command=launch.command("t-0123456789ab", 1),
         datasets=(scratch,),
         kind="training",
-        name=launch.container_name("t-0123456789ab", 2),
+        name=launch.training_container_name("t-0123456789ab", 2),
         extra_labels={"io.gpupool.training": "t-0123456789ab", "io.gpupool.attempt": "2"},
         read_only_datasets=True,
     )

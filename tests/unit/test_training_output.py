@@ -29,9 +29,10 @@ from gpupool.catalog import load_catalog
 from gpupool.job import hyperparameters
 from gpupool.pool.ledger import Ledger
 from gpupool.pool.tables import utcnow
-from gpupool.pool.trainings import launch, output
+from gpupool.pool.trainings import output
 from gpupool.pool.trainings import store as store_module
 from gpupool.pool.trainings.dispatch import Dispatcher
+from gpupool.pool.trainings.launch import training_container_name
 from gpupool.pool.trainings.store import TrainingStore
 
 T0 = calendar.timegm((2026, 11, 23, 10, 0, 0, 0, 0, 0)) * 1_000_000_000  # ns
@@ -151,7 +152,7 @@ class FakeEngine:
     async def run(self, fn: Any, node: Any = None) -> Any:
         return fn()
 
-    def _client(self, node: Any) -> Any:
+    def client(self, node: Any) -> Any:
         return self
 
     def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
@@ -215,7 +216,7 @@ def add_training(
         "run_seconds": 0.0,
         "reservation_id": None if res is None else res.id,
         "node": None if res is None else res.node,
-        "container": None if res is None else launch.container_name(tid, 1),
+        "container": None if res is None else training_container_name(tid, 1),
         "log_cursor": 0,
         "message": "",
         "cancel_requested": False,
@@ -375,7 +376,7 @@ async def test_hostile_output_stalls_nobody(parts: Any, tmp_path: Path) -> None:
     add_training(parts, "t-00000000000a", "ann")
     add_training(parts, "t-00000000000b", "bob", state="queued")
     engine = FakeEngine()
-    engine.add(launch.container_name("t-00000000000a", 1), HOSTILE)
+    engine.add(training_container_name("t-00000000000a", 1), HOSTILE)
     d = dispatcher(parts, engine, tmp_path)
     await d.tick()
     b = store.get("t-00000000000b")
@@ -398,8 +399,8 @@ async def test_a_watch_that_raises_is_contained_to_its_training(
     add_training(parts, "t-00000000000a", "ann")
     add_training(parts, "t-00000000000b", "bob", state="queued")
     engine = FakeEngine()
-    engine.add(launch.container_name("t-00000000000a", 1), [])
-    engine.containers[launch.container_name("t-00000000000a", 1)]["inspect_error"] = RuntimeError(
+    engine.add(training_container_name("t-00000000000a", 1), [])
+    engine.containers[training_container_name("t-00000000000a", 1)]["inspect_error"] = RuntimeError(
         "something nobody expected"
     )
     d = dispatcher(parts, engine, tmp_path)
@@ -428,7 +429,7 @@ async def test_cancel_and_the_run_time_limit_apply_when_reading_fails(
     )
     rid = add_training(parts, tid, "ann", **values)
     engine = FakeEngine()
-    name = launch.container_name(tid, 1)
+    name = training_container_name(tid, 1)
     engine.add(name, HOSTILE if failure == "hostile output" else [metric(GOOD)], owner="ann")
     if failure == "a broken log stream":
         engine.containers[name]["logs_error"] = RuntimeError("the stream broke")
@@ -459,7 +460,7 @@ async def test_bytes_read_per_pass_are_capped_and_the_next_pass_goes_on(
     add_training(parts, tid, "ann")
     engine = FakeEngine()
     lines = [metric({"kind": "step", "step": i + 1, "pad": "x" * 950}) for i in range(10_000)]
-    engine.add(launch.container_name(tid, 1), lines)
+    engine.add(training_container_name(tid, 1), lines)
     d = dispatcher(parts, engine, tmp_path)
     await d.tick()
     assert 512 * 1024 < engine.sent <= 1024 * 1024 + 2048
@@ -483,7 +484,9 @@ async def test_an_ended_training_behind_on_its_output_is_settled_from_its_last_l
     engine = FakeEngine()
     lines = ["y" * 1000] * 5000 + [metric({"kind": "done", "exit_code": 0})]
     engine.add(
-        launch.container_name(tid, 1), lines, {"Running": False, "Status": "exited", "ExitCode": 0}
+        training_container_name(tid, 1),
+        lines,
+        {"Running": False, "Status": "exited", "ExitCode": 0},
     )
     d = dispatcher(parts, engine, tmp_path)
     await d.tick()
@@ -557,7 +560,7 @@ async def test_a_hostile_checkpoint_copies_nothing_outside_its_folder(
     engine = FakeEngine()
     engine.archive = archive
     engine.add(
-        launch.container_name(tid, 1), [metric({"kind": "checkpoint", "epoch": 1, "file": file})]
+        training_container_name(tid, 1), [metric({"kind": "checkpoint", "epoch": 1, "file": file})]
     )
     root = tmp_path / "a"
     d = dispatcher(parts, engine, tmp_path)
@@ -586,7 +589,7 @@ async def test_a_checkpoint_stream_larger_than_the_limit_is_not_read_to_its_end(
     engine.archive, engine.archive_chunks = b"\0" * (1024 * 1024), 50
     file = "checkpoints/epoch-0001.pt"
     engine.add(
-        launch.container_name(tid, 1), [metric({"kind": "checkpoint", "epoch": 1, "file": file})]
+        training_container_name(tid, 1), [metric({"kind": "checkpoint", "epoch": 1, "file": file})]
     )
     d = dispatcher(parts, engine, tmp_path)
     await d.tick()
@@ -605,7 +608,7 @@ async def test_a_container_at_a_trainings_name_that_is_not_its_owners_is_left(
     store, ledger = parts[2], parts[1]
     add_training(parts, "t-00000000000b", "bob", state="queued")
     engine = FakeEngine()
-    squat = launch.container_name("t-00000000000b", 1)
+    squat = training_container_name("t-00000000000b", 1)
     engine.add(squat, ["mallory's"], owner="mallory")
     d = dispatcher(parts, engine, tmp_path)
     await d.tick()
@@ -623,4 +626,4 @@ async def test_a_container_at_a_trainings_name_that_is_not_its_owners_is_left(
     b = store.get("t-00000000000b")
     assert b is not None and b.state in ("queued", "failed"), b.message
     assert "volume" in b.message and "labelled for 'mallory'" in b.message
-    assert launch.container_name("t-00000000000b", 2) not in engine.containers
+    assert training_container_name("t-00000000000b", 2) not in engine.containers

@@ -14,14 +14,16 @@ import re
 import secrets
 from typing import Any
 
-from ...lab.train.job import TrainingError
-from ..base import ID_RE, ApiError, BaseHandler
-from ..openapi_parts import ERR, json_answer, path_param, query, ref
-from ..paging import BadPage, openapi_parameters, time_cursor, time_page
-from ..release import cancel_training
-from ..tables import utcnow
+from gpupool.job import ACTIVE, ENDED, STATES, TrainingError
+from gpupool.pool.openapi_parts import ERR, json_answer, path_param, query, ref
+from gpupool.pool.paging import openapi_parameters
+from gpupool.pool.patterns import ID_RE
+from gpupool.pool.release import cancel_training
+from gpupool.pool.tables import utcnow
+from gpupool.pool.web import ApiError, BaseHandler
+
 from .request import QuotaRefusal, check_quota, check_request
-from .store import ACTIVE, ENDED, STATES, Training
+from .store import Training
 
 TID_RE = ID_RE  # any id-like string: an unknown one answers 404 like a foreign one
 MAX_TAIL = 10_000
@@ -66,18 +68,10 @@ class TrainingsHandler(TrainingBase):
             if owner not in (None, self.caller.name):
                 raise ApiError(404, f"no user {owner!r}")
             owner = self.caller.name
-        try:
-            limit, after = time_page(
-                self.get_argument("limit", None), self.get_argument("cursor", None)
-            )
-        except BadPage as e:
-            raise ApiError(400, str(e)) from None
-        found = await self.ctx.run(
-            lambda: self.store.list(owner, states, after=after, limit=limit + 1)
+        found, nxt = await self.time_paged(
+            lambda after, n: self.store.list(owner, states, after=after, limit=n),
+            lambda t: (t.submitted_at, t.id),
         )
-        more = len(found) > limit
-        found = found[:limit]
-        nxt = time_cursor(found[-1].submitted_at, found[-1].id) if more else None
         self.send({"trainings": [self.view(t) for t in found], "next": nxt})
 
     async def post(self) -> None:
@@ -224,14 +218,13 @@ class TrainingCancelHandler(TrainingBase):
         self.send(self.view(t), status=202)
 
 
-def training_routes(api: str) -> list[tuple[str, type[BaseHandler]]]:
-    return [
-        (rf"{api}/trainings", TrainingsHandler),
-        (rf"{api}/trainings/({TID_RE})", TrainingHandler),
-        (rf"{api}/trainings/({TID_RE})/metrics", TrainingMetricsHandler),
-        (rf"{api}/trainings/({TID_RE})/logs", TrainingLogsHandler),
-        (rf"{api}/trainings/({TID_RE})/cancel", TrainingCancelHandler),
-    ]
+default_handlers: list[tuple[str, type[BaseHandler]]] = [
+    (r"/api/trainings", TrainingsHandler),
+    (rf"/api/trainings/({TID_RE})", TrainingHandler),
+    (rf"/api/trainings/({TID_RE})/metrics", TrainingMetricsHandler),
+    (rf"/api/trainings/({TID_RE})/logs", TrainingLogsHandler),
+    (rf"/api/trainings/({TID_RE})/cancel", TrainingCancelHandler),
+]
 
 
 _JSON = "application/json"
@@ -259,65 +252,10 @@ _WHY = {
     "over your limits; the message says which and what is allowed",
     "429": "Too many changes a minute, or too many of your trainings waiting; see Retry-After",
 }
+# the component schemas (Training, TrainingRequest, TrainingList) are in
+# gpupool.pool.schemas, where contract.py checks request bodies against them too
 _TRAINING = ref("Training")
 _PATH_ID = [path_param("id", TID_RE)]
-
-OPENAPI_SCHEMAS: dict[str, Any] = {
-    "Training": {
-        "type": "object",
-        "required": ["id", "owner", "state", "spec", "message"],
-        "properties": {
-            "id": {"type": "string"},
-            "owner": {"type": "string"},
-            "name": {"type": "string"},
-            "kind": {"enum": ["graph", "command"]},
-            "state": {"enum": list(STATES)},
-            "spec": {"type": "string"},
-            "image": {"type": "string"},
-            "dataset": {"type": ["string", "null"]},
-            "hyperparameters": {"type": "object"},
-            "priority": {"type": "integer"},
-            "queue_position": {"type": ["integer", "null"]},
-            "message": {"type": "string", "description": "where it stands and why it waits"},
-            "node": {"type": ["string", "null"]},
-            "attempt": {"type": "integer"},
-            "checkpoint_epoch": {"type": ["integer", "null"]},
-            "result": {"type": ["object", "null"], "description": "final metrics, files, snippet"},
-            "output": {"type": "string", "description": "its folder in the owner's home"},
-        },
-    },
-    "TrainingRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["spec"],
-        "description": "A graph to train or a command to run: exactly one of the two.",
-        "oneOf": [{"required": ["graph"]}, {"required": ["command"]}],
-        "properties": {
-            "name": {"type": "string"},
-            "graph": {"type": "object", "description": "a gpupool.graph/1 document"},
-            "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "dataset": {"type": "string", "description": "a dataset of the catalog"},
-            "spec": {"type": "string"},
-            "image": {"type": "string", "description": "a training image for the spec"},
-            "hyperparameters": {"type": "object"},
-            "priority": {
-                "type": "integer",
-                "minimum": -10,
-                "maximum": 10,
-                "description": "users up to the pool's max_priority_user, admins to 10",
-            },
-            "max_run_time": {"type": "number", "description": "seconds, 60 to the pool's most"},
-        },
-    },
-    "TrainingList": {
-        "type": "object",
-        "required": ["trainings", "next"],
-        "properties": {
-            "trainings": {"type": "array", "items": _TRAINING},
-            "next": {"type": ["string", "null"], "description": "cursor of the next page"},
-        },
-    },
-}
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/trainings": {

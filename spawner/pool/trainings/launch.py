@@ -14,7 +14,7 @@ import tarfile
 import time
 from typing import IO, Any
 
-from ...lab.train.job import OUTPUT_ROOT
+from gpupool.job import OUTPUT_ROOT
 
 # how a log is read moved to output.py; the old names stay importable
 from .output import LogBatch, read_log, timestamp_ns  # noqa: F401
@@ -22,7 +22,7 @@ from .output import LogBatch, read_log, timestamp_ns  # noqa: F401
 UID, GID = 1000, 100  # jovyan:users, as in the images
 
 
-def container_name(training_id: str, attempt: int) -> str:
+def training_container_name(training_id: str, attempt: int) -> str:
     return f"gpupool-train-{training_id}-{attempt}"
 
 

@@ -3,7 +3,7 @@
 What a container prints is its user's. A pass reads at most MAX_READ_BYTES of each
 training's new output (``docker logs --timestamps --since``, a stream cut short), splits
 it at docker's own line ends, and sorts the lines: records (GPUPOOL-METRIC, checked
-against the contract in ``gpupool.lab.train.job``), the runner's error, and text for the
+against the contract in ``gpupool.job``), the runner's error, and text for the
 training's log. A record that breaks the contract is dropped, kept as text and counted;
 the dispatcher reports the count as a warning on that training. Pure code: the stream
 is handed in.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...lab.train.job import (
+from gpupool.job import (
     ERROR_MARK,
     MAX_RECORD_CHARS,
     METRIC_MARK,

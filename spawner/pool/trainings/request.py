@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ...catalog.models import Catalog, Spec
-from ...lab.train.job import TrainingError, check_command, check_graph, check_name, hyperparameters
+from gpupool.catalog.models import Catalog, Spec
+from gpupool.job import TrainingError, check_command, check_graph, check_name, hyperparameters
 
 FIELDS = {
     "name",

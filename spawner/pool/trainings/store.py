@@ -38,11 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from ..tables import iso, utcnow
+from gpupool.pool.tables import iso, utcnow
 
-STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled")
-ACTIVE = ("starting", "running")
-ENDED = ("succeeded", "failed", "cancelled")
 MAX_EVENTS_PER_KIND = 10_000  # of one training: its latest steps, epochs, warnings, ...
 # kinds a run prints once (or once per attempt): their records are the largest (a done
 # record carries a 16 KiB snippet), so only the latest few are kept

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+# the agent's logger, as before NVML reading left the agent: its app sends it to the console
 log = logging.getLogger("gpupool.agent")
 
 # In order of preference; each captures the id. Anchored on path separators so that a

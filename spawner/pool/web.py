@@ -1,28 +1,37 @@
 """The pool API's web base: the error every handler raises, what handlers share, the
-base handler (token, scopes, rate limit, body size, JSON errors) and the answer to a path
-under ``api/`` that names no operation. Handler modules import this, never each other.
+base handler (token, scopes, rate limit, body size, JSON errors, pages of lists) and the
+answer to a path under ``api/`` that names no operation. Handler modules import this,
+never each other.
+
+The REST API lives under ``<service prefix>/api/``: one handler class per resource, one
+scope check per verb. Each API module ends with its route table, ``default_handlers``
+(paths below the service prefix), which the service collects (``service.api_routes``),
+and with ``OPENAPI_PATHS``, its operations as the OpenAPI document (openapi.py) lists them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from tornado import web
 from tornado.escape import url_escape
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..catalog.models import Catalog, Spec
+from gpupool.catalog.models import Catalog, Spec
+
 from .access import ADMIN, OBSERVE, Caller
 from .contract import allows
 from .ledger import Ledger, Reservation
 from .limits import DEFAULT_MAX_BODY, WRITES, RateLimiter
+from .paging import BadPage, page_of, time_page
 
-ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+T = TypeVar("T")
 
 
 class ApiError(web.HTTPError):
@@ -238,6 +247,24 @@ class BaseHandler(web.RequestHandler):
         """A refusal of ``body``: 400 when the OpenAPI document's ``schema`` does not allow
         it, else 422 (well-formed, refused on its content)."""
         return ApiError(400 if not allows(schema, body) else 422, message, **extra)
+
+    async def time_paged(
+        self,
+        fetch: Callable[[tuple[dt.datetime, str] | None, int], list[T]],
+        position: Callable[[T], tuple[dt.datetime, str]],
+    ) -> tuple[list[T], str | None]:
+        """A page of a list sorted by (time, id), after this request's ``cursor`` and at most
+        its ``limit`` long (a 400 says what is wrong with them), and the page's ``next``.
+        ``fetch(after, n)`` reads up to ``n`` items after ``after``, in the ledger's thread;
+        ``position`` is an item's (time, id)."""
+        try:
+            limit, after = time_page(
+                self.get_argument("limit", None), self.get_argument("cursor", None)
+            )
+        except BadPage as e:
+            raise ApiError(400, str(e)) from None
+        found = await self.ctx.run(fetch, after, limit + 1)
+        return page_of(found, limit, position)
 
     def json_object(self) -> dict[str, Any]:
         """The request body, a JSON object; else 400 saying what it is not."""

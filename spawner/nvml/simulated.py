@@ -8,12 +8,12 @@ GPU. It measures no GPU, and says so wherever it shows: each GPU's name ends in
 The GPUs are the slice the server holds (``GPUPOOL_GPUS``, as the spawner sets it). Their
 load is the container's own, from its cgroup (v2 or v1): utilization is the CPU it used
 since the last reading against its CPU limit, memory used is the memory it holds, up to
-the slice. So a notebook cell that works hard (``gpupool.agent.simulated.load()`` spins
+the slice. So a notebook cell that works hard (``gpupool.nvml.simulated.load()`` spins
 for a while) makes the "GPU" chart rise, and a cell that allocates makes memory rise.
 
-The spawner points a server at it with ``GPUPOOL_NVML_MODULE=gpupool.agent.simulated`` on
+The spawner points a server at it with ``GPUPOOL_NVML_MODULE=gpupool.nvml.simulated`` on
 nodes without a GPU runtime whose GPUs the catalog declares. The quickstart runs the demo
-node's agent on it too (``--nvml-module gpupool.agent.simulated``, ``GPUPOOL_GPUS`` the
+node's agent on it too (``--nvml-module gpupool.nvml.simulated``, ``GPUPOOL_GPUS`` the
 node's declared GPUs): there the cgroup is the machine's own, so every simulated GPU shows
 the machine's CPU load, and the Pool dashboard and GPU-idle notices move with it.
 """
