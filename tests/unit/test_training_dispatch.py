@@ -176,11 +176,11 @@ async def test_a_pool_stopped_mid_read_stores_each_epoch_once(parts: Any, tmp_pa
     first = LogEngine(tid, cut=True)
     d = Dispatcher(catalog, ledger, store, _run, artifacts=tmp_path / "a", engines=first)  # type: ignore[arg-type]
     with pytest.raises(asyncio.CancelledError):
-        await d._read(store.get(tid), node)  # type: ignore[arg-type]
+        await d.reader.read(store.get(tid), node)  # type: ignore[arg-type]
     again = LogEngine(tid, cut=False)
     d = Dispatcher(catalog, ledger, store, _run, artifacts=tmp_path / "a", engines=again)  # type: ignore[arg-type]
-    await d._read(store.get(tid), node)  # type: ignore[arg-type]
-    await d._read(store.get(tid), node)  # type: ignore[arg-type]
+    await d.reader.read(store.get(tid), node)  # type: ignore[arg-type]
+    await d.reader.read(store.get(tid), node)  # type: ignore[arg-type]
     epochs = [r["epoch"] for r in store.events(tid, kinds=["epoch"])]
     assert epochs == [1, 2, 3]
     assert [r["epoch"] for r in store.events(tid, kinds=["checkpoint"])] == [2]

@@ -21,23 +21,98 @@ Everything it knows is in the database, so a restarted pool service carries on. 
 training prints is its user's: a failure in watching one training is logged and stays
 with it, and the pass goes on with the others and the queue.
 
-Its parts, one module each (dispatch_base.py: what they share): 1. watching.py, with
-reading.py (log and checkpoints) and settling.py (endings, requeue, and 3.'s cleanup);
-2. queue_pass.py, with starting.py (an attempt's container, through gpupool.launcher).
+Its parts, one class each in its own module, each given the shared context
+(context.py, DispatchContext: settings, store, ledger, engines, clock, log, the wake-up,
+the bound on concurrent steps, small helpers) and only the parts whose steps it calls:
+
+- Watcher (watching.py, step 1) -> LogReader, Settler;
+- LogReader (reading.py: a running training's log and checkpoints);
+- Settler (settling.py: endings, requeue, and step 3's cleanup) -> LogReader, for an
+  ended attempt's last lines;
+- QueuePass (queue_pass.py, step 2; the queue's places) -> AttemptStarter;
+- AttemptStarter (starting.py: an attempt's container, through gpupool.launcher) ->
+  Settler, for a start that failed.
+
+The Dispatcher builds them and runs the loop, and passes on what the API and the
+release of a training use (store, positions, wake, folder).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+from gpupool.engines import Engines
 from gpupool.job import ACTIVE
+from gpupool.pool.ledger import Ledger, LedgerCall
 
+from .context import DispatchContext, NodeHealth
 from .queue_pass import QueuePass
-from .watching import Watching
+from .reading import LogReader
+from .settling import Settler
+from .starting import AttemptStarter
+from .store import Training, TrainingStore
+from .watching import Watcher
 
 
-class Dispatcher(QueuePass, Watching):
+class Dispatcher:
     """The pool service's one dispatcher: a pass every ``poll_interval``, or when woken."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        ledger: Ledger,
+        store: TrainingStore,
+        run: LedgerCall,
+        *,
+        artifacts: Path,
+        engines: Engines | None = None,
+        node_health: NodeHealth | None = None,
+        hami_cache_root: str | None = None,
+        clock: Callable[[], float] = time.time,
+        log: logging.Logger | None = None,
+    ):
+        self.context = DispatchContext(
+            catalog,
+            ledger,
+            store,
+            run,
+            artifacts=artifacts,
+            engines=engines,
+            node_health=node_health,
+            hami_cache_root=hami_cache_root,
+            clock=clock,
+            log=log,
+        )
+        self.reader = LogReader(self.context)
+        self.settler = Settler(self.context, self.reader)
+        self.watcher = Watcher(self.context, self.reader, self.settler)
+        self.starter = AttemptStarter(self.context, self.settler)
+        self.queue = QueuePass(self.context, self.starter)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what the API and the release of a training use ------------------------------
+    @property
+    def store(self) -> TrainingStore:
+        return self.context.store
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Each queued training's place, as the last queue pass found it."""
+        return self.queue.positions
+
+    def wake(self) -> None:
+        self.context.wake()
+
+    def folder(self, tid: str) -> Path:
+        return self.context.folder(tid)
+
+    async def watch(self, t: Training) -> None:
+        await self.watcher.watch(t)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -53,21 +128,23 @@ class Dispatcher(QueuePass, Watching):
             self._task = None
 
     async def _loop(self) -> None:
+        ctx = self.context
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(ctx.woken.wait(), ctx.settings.poll_interval)
             except asyncio.TimeoutError:
                 pass
-            self._wake.clear()
+            ctx.woken.clear()
             try:
                 await self.tick()
             except Exception:
-                self.log.exception("trainings: dispatch pass failed")
+                ctx.log.exception("trainings: dispatch pass failed")
 
     async def tick(self) -> None:
-        active = await self.run(self.store.list, None, ACTIVE)
+        ctx = self.context
+        active = await ctx.run(ctx.store.list, None, ACTIVE)
         await asyncio.gather(
-            *(self._bounded(self._contained(f"training {t.id}", self.watch(t))) for t in active)
+            *(ctx.bounded(ctx.contained(f"training {t.id}", self.watcher.watch(t))) for t in active)
         )
-        await self._contained("the queue", self.schedule())
-        await self._contained("the cleanup", self.cleanup())
+        await ctx.contained("the queue", self.queue.schedule())
+        await ctx.contained("the cleanup", self.settler.cleanup())

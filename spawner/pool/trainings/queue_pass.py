@@ -15,23 +15,33 @@ from gpupool.pool.ledger import Reservation
 from gpupool.pool.scheduler import Rejection
 from gpupool.pool.tables import utcnow
 
-from .dispatch_base import epoch_seconds
+from .context import DispatchContext, epoch_seconds
 from .launch import training_container_name
-from .queue import Use, Waiting, explain, order, walk
-from .starting import Starting
+from .queue import Policy, Use, Waiting, explain, order, walk
+from .starting import AttemptStarter
 
 
-class QueuePass(Starting):
+class QueuePass:
+    """Walks the queue, starts what it reserved (the starter) and keeps the queue's places."""
+
+    def __init__(self, ctx: DispatchContext, starter: AttemptStarter):
+        self.ctx = ctx
+        self.starter = starter
+        s = ctx.settings
+        self.policy = Policy(s.aging_seconds, s.per_user_running, s.hold_after)
+        self.positions: dict[str, int] = {}  # queued trainings' places, as the last pass found
+        self._use: tuple[float, dict[str, Use]] = (0.0, {})  # (when, users' recent use)
+
     def _recent_use(self) -> dict[str, Use]:
-        now = self.clock()
+        now = self.ctx.clock()
         at, cached = self._use
         if now - at < 30:
             return cached
         end = utcnow()
-        start = end - dt.timedelta(days=self.settings.fair_share_days)
-        cards = self.ledger.card_memory()
+        start = end - dt.timedelta(days=self.ctx.settings.fair_share_days)
+        cards = self.ctx.ledger.card_memory()
         use: dict[str, Use] = {}
-        for r in self.ledger.between(start, end):
+        for r in self.ctx.ledger.between(start, end):
             u = accounting.usage(r, start, end, end, cards)
             old = use.get(r.owner, Use())
             use[r.owner] = Use(old.gpu_hours + u.gpu_hours, old.cost + u.cost)
@@ -39,14 +49,14 @@ class QueuePass(Starting):
         return use
 
     async def schedule(self) -> None:
-        queued = await self.run(self.store.list, None, ["queued"])
+        queued = await self.ctx.run(self.ctx.store.list, None, ["queued"])
         if not queued:
             self.positions = {}
             return
-        active = await self.run(self.store.list, None, ACTIVE)
+        active = await self.ctx.run(self.ctx.store.list, None, ACTIVE)
         running = collections.Counter(t.owner for t in active)
-        use = await self.run(self._recent_use)
-        now = self.clock()
+        use = await self.ctx.run(self._recent_use)
+        now = self.ctx.clock()
         by_id = {t.id: t for t in queued}
         ranked = order(
             [
@@ -61,12 +71,12 @@ class QueuePass(Starting):
 
         def attempt(w: Waiting) -> str | None:
             t = by_id[w.id]
-            spec = self.catalog.spec(t.spec)
+            spec = self.ctx.catalog.spec(t.spec)
             if spec is None:
                 return f"its spec {t.spec!r} is no longer in the catalog"
             groups = frozenset(t.body.get("groups") or ())
-            quota, source = self.catalog.pool.quotas.for_user(t.owner, groups)
-            res = self.ledger.reserve(
+            quota, source = self.ctx.catalog.pool.quotas.for_user(t.owner, groups)
+            res = self.ctx.ledger.reserve(
                 spec,
                 t.owner,
                 kind="training",
@@ -82,7 +92,7 @@ class QueuePass(Starting):
             reserved[w.id] = res
             return None
 
-        outcome = await self.run(
+        outcome = await self.ctx.run(
             lambda: walk(ranked, running=running, policy=self.policy, now=now, attempt=attempt)
         )
         waiting = [r for r in ranked if r.training.id not in reserved]
@@ -92,12 +102,12 @@ class QueuePass(Starting):
             pos = r.__class__(r.training, i + 1, r.effective_priority, r.owner_rank, r.use)
             msg = explain(pos, len(waiting), outcome.why.get(t.id, ""))
             if msg != t.message:
-                await self.run(self.store.update, t.id, only_from=["queued"], message=msg)
+                await self.ctx.run(self.ctx.store.update, t.id, only_from=["queued"], message=msg)
         starts = []
         for tid in outcome.started:
             t, res = by_id[tid], reserved[tid]
-            ok = await self.run(
-                self.store.update,
+            ok = await self.ctx.run(
+                self.ctx.store.update,
                 tid,
                 only_from=["queued"],
                 state="starting",
@@ -110,10 +120,14 @@ class QueuePass(Starting):
                 message=f"starting on {res.node}",
             )
             if not ok:  # cancelled meanwhile
-                await self.run(self.ledger.release, res.id, "training cancelled before it started")
+                await self.ctx.run(
+                    self.ctx.ledger.release, res.id, "training cancelled before it started"
+                )
                 continue
-            fresh = await self.run(self.store.get, tid)
+            fresh = await self.ctx.run(self.ctx.store.get, tid)
             starts.append(
-                self._bounded(self._contained(f"training {tid}", self.start_attempt(fresh, res)))
+                self.ctx.bounded(
+                    self.ctx.contained(f"training {tid}", self.starter.start(fresh, res))
+                )
             )
         await asyncio.gather(*starts)

@@ -17,36 +17,43 @@ from gpupool.engines import UNREACHABLE, EngineUnreachable
 from gpupool.job import CHECKPOINT_RE, OUTPUT_ROOT
 
 from . import output
-from .dispatch_base import DispatchBase
+from .context import DispatchContext
 from .store import Training
 
 
-class Reading(DispatchBase):
+class LogReader:
+    """Reads the output of the trainings it is given (see the module's docstring)."""
+
+    def __init__(self, ctx: DispatchContext):
+        self.ctx = ctx
+        self._checkpoints_checked: set[str] = set()  # trainings read since this start
+        self._unreadable: set[str] = set()  # trainings whose read failed (logged once)
+
     def _log_text(self, tid: str, lines: list[str]) -> None:
         if not lines:
             return
-        path = self.folder(tid) / "log.txt"
+        path = self.ctx.folder(tid) / "log.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        limit = self.settings.max_log_mib * 1024 * 1024
+        limit = self.ctx.settings.max_log_mib * 1024 * 1024
         size = path.stat().st_size if path.exists() else 0
         if size >= limit:
             return
         text = "\n".join(lines) + "\n"
         if size + len(text) >= limit:
             text = text[: max(0, limit - size - 80)] + "\n[log truncated: the pool keeps the first "
-            text += f"{self.settings.max_log_mib} MiB]\n"
+            text += f"{self.ctx.settings.max_log_mib} MiB]\n"
         with path.open("a") as f:
             f.write(text)
 
-    async def _read_contained(self, t: Training, node: Any, *, ended: bool = False) -> None:
-        """_read, whose failure stays with this training (logged once until a read works):
+    async def read_contained(self, t: Training, node: Any, *, ended: bool = False) -> None:
+        """read, whose failure stays with this training (logged once until a read works):
         stopping it and settling it do not depend on its output."""
         try:
-            await self._read(t, node, ended=ended)
+            await self.read(t, node, ended=ended)
         except Exception:
             if t.id not in self._unreadable:
                 self._unreadable.add(t.id)
-                self.log.exception("training %s: its output could not be read", t.id)
+                self.ctx.log.exception("training %s: its output could not be read", t.id)
         else:
             self._unreadable.discard(t.id)
 
@@ -55,7 +62,7 @@ class Reading(DispatchBase):
         True when there was more. (A stream, not followed: docker-py follows a stream
         unless told not to, and that one would not end while the training runs.)"""
         args = {k: v for k, v in kwargs.items() if v is not None}
-        stream = await self.engines.call(
+        stream = await self.ctx.engines.call(
             node,
             "logs",
             container,
@@ -66,9 +73,9 @@ class Reading(DispatchBase):
             follow=False,
             **args,
         )
-        return await self.engines.run(lambda: output.read_capped(stream), node)
+        return await self.ctx.engines.run(lambda: output.read_capped(stream), node)
 
-    async def _read(self, t: Training, node: Any, *, ended: bool = False) -> None:
+    async def read(self, t: Training, node: Any, *, ended: bool = False) -> None:
         """New log lines: metrics stored, checkpoints copied out, text appended. Of an
         ended training whose output this pass did not catch up with, its last lines are
         read too (its result is there): what lies between is skipped."""
@@ -81,7 +88,7 @@ class Reading(DispatchBase):
             # the first read since this pool started: a checkpoint whose record was stored
             # when the pool stopped, before its copy was done, is copied now
             self._checkpoints_checked.add(t.id)
-            last = await self.run(self.store.last_event, t.id, "checkpoint")
+            last = await self.ctx.run(self.ctx.store.last_event, t.id, "checkpoint")
             epoch = last.get("epoch") if last else None
             if last and last["attempt"] == t.attempt and isinstance(epoch, int):
                 if epoch > (t.checkpoint_epoch or 0):
@@ -101,9 +108,11 @@ class Reading(DispatchBase):
         warning = batch.warning()
         if warning:
             batch.text.append(f"[gpupool] {warning}")
-            records = [*records, {"kind": "warning", "time": self.clock(), "message": warning}]
-        await self.run(self._log_text, t.id, batch.text)
-        await self.run(self.store.add_events, t.id, t.attempt, records, log_cursor=batch.cursor)
+            records = [*records, {"kind": "warning", "time": self.ctx.clock(), "message": warning}]
+        await self.ctx.run(self._log_text, t.id, batch.text)
+        await self.ctx.run(
+            self.ctx.store.add_events, t.id, t.attempt, records, log_cursor=batch.cursor
+        )
         # only the newest checkpoint of the batch, and only if newer than the one kept: a
         # training printing checkpoint records without end costs one copy a pass at most
         newest = max(
@@ -122,24 +131,24 @@ class Reading(DispatchBase):
             return
         if not isinstance(epoch, int):
             return
-        limit = self.settings.max_checkpoint_mib * 1024 * 1024
-        folder = self.folder(t.id) / "checkpoints"
-        client = self.engines.client(node)
+        limit = self.ctx.settings.max_checkpoint_mib * 1024 * 1024
+        folder = self.ctx.folder(t.id) / "checkpoints"
+        client = self.ctx.engines.client(node)
 
         def fetch() -> str | None:
             stream, stat = client.get_archive(t.container, f"{OUTPUT_ROOT}/{t.id}/{rel}")
             return output.save_checkpoint(stream, stat, folder / rel.split("/")[-1], limit)
 
         try:
-            why = await self.engines.run(fetch, node)
+            why = await self.ctx.engines.run(fetch, node)
         except (NotFound, APIError, EngineUnreachable, OSError, tarfile.TarError) as e:
-            self.log.warning("training %s: checkpoint %s not copied: %s", t.id, rel, e)
+            self.ctx.log.warning("training %s: checkpoint %s not copied: %s", t.id, rel, e)
             return
         if why is None:
-            await self.run(self.store.update, t.id, checkpoint_epoch=epoch)
+            await self.ctx.run(self.ctx.store.update, t.id, checkpoint_epoch=epoch)
         else:
             if why == output.TOO_LARGE:
-                why = f"it is over the pool's {self.settings.max_checkpoint_mib} MiB limit"
-            await self._event(
+                why = f"it is over the pool's {self.ctx.settings.max_checkpoint_mib} MiB limit"
+            await self.ctx.event(
                 t, "warning", message=f"checkpoint {rel}: not kept by the pool: {why}"
             )

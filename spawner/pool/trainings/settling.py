@@ -19,28 +19,35 @@ from gpupool.job import ACTIVE
 from gpupool.owners import NotYours, remove_own_container
 from gpupool.pool.tables import utcnow
 
-from .reading import Reading
+from .context import DispatchContext
+from .reading import LogReader
 from .store import Training
 
 
-class Settling(Reading):
-    async def _remove(self, node: Any, name: str | None, owner: str) -> None:
+class Settler:
+    """Ends, requeues and cleans up attempts; reads an ended one's last output first."""
+
+    def __init__(self, ctx: DispatchContext, reader: LogReader):
+        self.ctx = ctx
+        self.reader = reader
+
+    async def remove(self, node: Any, name: str | None, owner: str) -> None:
         """The training's container, if it is one of ``owner``'s trainings (owners.py)."""
         if not name:
             return
         try:
-            await remove_own_container(self.engines, node, name, owner, kind="training")
+            await remove_own_container(self.ctx.engines, node, name, owner, kind="training")
         except (NotFound, EngineUnreachable):
             pass
         except (APIError, NotYours) as e:
-            self.log.warning("could not remove %s on %s: %s", name, node.name, e)
+            self.ctx.log.warning("could not remove %s on %s: %s", name, node.name, e)
 
-    def _cancel_message(self, t: Training) -> str:
+    def cancel_message(self, t: Training) -> str:
         if t.cancelled_by == "max_run_time":
             return f"stopped: it ran past its maximum run time of {_duration(t.max_run_seconds)}"
         return f"cancelled by {t.cancelled_by or t.owner}"
 
-    async def _finish(
+    async def finish(
         self,
         t: Training,
         node: Any,
@@ -50,9 +57,9 @@ class Settling(Reading):
         exit_code: int | None = None,
         result: dict[str, Any] | None = None,
     ) -> None:
-        ran = self._ran(t)
-        ok = await self.run(
-            self.store.update,
+        ran = self.ctx.ran(t)
+        ok = await self.ctx.run(
+            self.ctx.store.update,
             t.id,
             only_from=ACTIVE,
             state=state,
@@ -64,38 +71,40 @@ class Settling(Reading):
         )
         if not ok:
             return
-        await self._event(t, state, message=message)
-        await self._remove(node, t.container, t.owner)
+        await self.ctx.event(t, state, message=message)
+        await self.remove(node, t.container, t.owner)
         if t.reservation_id:
-            await self.run(self.ledger.release, t.reservation_id, f"training {state}")
-        await self.run(self.store.end_attempt, t.id, t.attempt, "ended", message)
-        self.log.info("training %s %s: %s", t.id, state, message)
-        self.wake()
+            await self.ctx.run(self.ctx.ledger.release, t.reservation_id, f"training {state}")
+        await self.ctx.run(self.ctx.store.end_attempt, t.id, t.attempt, "ended", message)
+        self.ctx.log.info("training %s %s: %s", t.id, state, message)
+        self.ctx.wake()
 
-    async def _lost(self, t: Training, why: str, *, supersede: bool) -> None:
-        node = self.catalog.node(t.node or "")
+    async def lost(self, t: Training, why: str, *, supersede: bool) -> None:
+        node = self.ctx.catalog.node(t.node or "")
         if supersede:
             # the node is down: its reservation stays until it answers (cleanup())
-            await self.run(self.store.end_attempt, t.id, t.attempt, "superseded", why)
+            await self.ctx.run(self.ctx.store.end_attempt, t.id, t.attempt, "superseded", why)
         else:
             if node is not None:
-                await self._read_contained(t, node, ended=True)
-                await self._remove(node, t.container, t.owner)
+                await self.reader.read_contained(t, node, ended=True)
+                await self.remove(node, t.container, t.owner)
             if t.reservation_id:
-                await self.run(self.ledger.release, t.reservation_id, f"training lost: {why}"[:255])
-            await self.run(self.store.end_attempt, t.id, t.attempt, "ended", why)
-        await self._requeue_or_fail(t, why)
+                await self.ctx.run(
+                    self.ctx.ledger.release, t.reservation_id, f"training lost: {why}"[:255]
+                )
+            await self.ctx.run(self.ctx.store.end_attempt, t.id, t.attempt, "ended", why)
+        await self.requeue_or_fail(t, why)
 
-    async def _requeue_or_fail(self, t: Training, why: str) -> None:
-        t = await self.run(self.store.get, t.id)
-        ran = self._ran(t)
+    async def requeue_or_fail(self, t: Training, why: str) -> None:
+        t = await self.ctx.run(self.ctx.store.get, t.id)
+        ran = self.ctx.ran(t)
         if t.cancel_requested:
-            state, msg = "cancelled", self._cancel_message(t)
+            state, msg = "cancelled", self.cancel_message(t)
         elif t.attempt >= t.max_attempts:
             state, msg = "failed", f"gave up after {t.attempt} attempt(s): {why}"
         else:
             state = "queued"
-            ckpt = t.checkpoint_epoch if self._checkpoint(t.id) else None
+            ckpt = t.checkpoint_epoch if self.ctx.checkpoint(t.id) else None
             where = f"resumes after epoch {ckpt}" if ckpt else "starts over"
             msg = f"requeued: attempt {t.attempt} of {t.max_attempts} ended ({why}); {where}"
         values: dict[str, Any] = {
@@ -107,33 +116,35 @@ class Settling(Reading):
         }
         if state != "queued":
             values["finished_at"] = utcnow()
-        ok = await self.run(self.store.update, t.id, only_from=ACTIVE, **values)
+        ok = await self.ctx.run(self.ctx.store.update, t.id, only_from=ACTIVE, **values)
         if ok:
-            await self._event(t, "requeued" if state == "queued" else state, message=msg)
-            self.log.warning("training %s: %s", t.id, msg)
-            self.wake()
+            await self.ctx.event(t, "requeued" if state == "queued" else state, message=msg)
+            self.ctx.log.warning("training %s: %s", t.id, msg)
+            self.ctx.wake()
 
     async def cleanup(self) -> None:
-        for a in await self.run(self.store.superseded):
-            node = self.catalog.node(a.node)
-            state, _ = self.node_health(a.node) if node is not None else ("up", None)
+        for a in await self.ctx.run(self.ctx.store.superseded):
+            node = self.ctx.catalog.node(a.node)
+            state, _ = self.ctx.node_health(a.node) if node is not None else ("up", None)
             if state != "up":
                 continue
             if node is not None:
                 try:
                     await remove_own_container(
-                        self.engines, node, a.container, a.owner, kind="training"
+                        self.ctx.engines, node, a.container, a.owner, kind="training"
                     )
                 except NotFound:
                     pass
                 except (EngineUnreachable, APIError):
                     continue
                 except NotYours as e:  # not the training's: left, said, and its attempt ended
-                    self.log.warning("training %s: %s", a.training_id, e)
+                    self.ctx.log.warning("training %s: %s", a.training_id, e)
             if a.reservation_id:
-                await self.run(self.ledger.release, a.reservation_id, "training resumed elsewhere")
-            await self.run(
-                self.store.end_attempt,
+                await self.ctx.run(
+                    self.ctx.ledger.release, a.reservation_id, "training resumed elsewhere"
+                )
+            await self.ctx.run(
+                self.ctx.store.end_attempt,
                 a.training_id,
                 a.attempt,
                 "ended",

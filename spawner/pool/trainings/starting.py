@@ -15,25 +15,32 @@ from gpupool.pool.ledger import Reservation
 from gpupool.pool.state import describe_shares
 
 from . import launch
-from .settling import Settling
+from .context import DispatchContext
+from .settling import Settler
 from .store import Training
 
 
-class Starting(Settling):
-    async def start_attempt(self, t: Training, res: Reservation) -> None:
-        node = self.catalog.node(res.node)
-        spec = self.catalog.spec(t.spec)
-        image = next((i for i in self.catalog.images if i.name == t.image), None)
+class AttemptStarter:
+    """Starts an attempt on its reservation; a start that fails is settled by the settler."""
+
+    def __init__(self, ctx: DispatchContext, settler: Settler):
+        self.ctx = ctx
+        self.settler = settler
+
+    async def start(self, t: Training, res: Reservation) -> None:
+        node = self.ctx.catalog.node(res.node)
+        spec = self.ctx.catalog.spec(t.spec)
+        image = next((i for i in self.ctx.catalog.images if i.name == t.image), None)
         body = t.body
-        dataset = next((d for d in self.catalog.datasets if d.name == t.dataset), None)
+        dataset = next((d for d in self.ctx.catalog.datasets if d.name == t.dataset), None)
         try:
             if node is None or spec is None or image is None:
                 raise RuntimeError("its node, spec or image is no longer in the catalog")
             if t.dataset and dataset is None:
                 raise RuntimeError(f"dataset {t.dataset!r} is no longer in the catalog")
-            ckpt = self._checkpoint(t.id)
+            ckpt = self.ctx.checkpoint(t.id)
             resume = t.checkpoint_epoch if ckpt is not None else None
-            dropped = await self.run(self.store.roll_back, t.id, resume or 0)
+            dropped = await self.ctx.run(self.ctx.store.roll_back, t.id, resume or 0)
             job = job_document(
                 training_id=t.id,
                 name=t.name,
@@ -53,7 +60,7 @@ class Starting(Settling):
                 attempt=t.attempt,
             )
             # the home mounted only if its label says it is the owner's (owners.py)
-            home = await prepare_node(self.engines, node, t.owner)
+            home = await prepare_node(self.ctx.engines, node, t.owner)
             plan = build_container(
                 user=t.owner,
                 server=t.id,
@@ -65,7 +72,7 @@ class Starting(Settling):
                 hub_env={},
                 port=res.port or 0,
                 command=launch.command(t.id, t.processes),
-                cache_root=self.hami_cache_root,
+                cache_root=self.ctx.hami_cache_root,
                 datasets=(dataset,) if dataset else (),
                 kind="training",
                 name=launch.training_container_name(t.id, t.attempt),
@@ -84,32 +91,39 @@ class Starting(Settling):
             # a container of this name left by an earlier try is removed only if it is this
             # training's owner's
             await create_and_start(
-                self.engines, node, plan, t.owner, labels={"kind": "training"}, home_files=job_files
+                self.ctx.engines,
+                node,
+                plan,
+                t.owner,
+                labels={"kind": "training"},
+                home_files=job_files,
             )
         except Exception as e:
             why = f"could not start on {res.node}: {e}"
-            self.log.warning("training %s: %s", t.id, why)
+            self.ctx.log.warning("training %s: %s", t.id, why)
             if node is not None:  # what this try may have made
-                await self._remove(node, launch.training_container_name(t.id, t.attempt), t.owner)
-            await self.run(self.ledger.release, res.id, f"training {t.id}: {why}"[:255])
-            await self._requeue_or_fail(t, why)
+                await self.settler.remove(
+                    node, launch.training_container_name(t.id, t.attempt), t.owner
+                )
+            await self.ctx.run(self.ctx.ledger.release, res.id, f"training {t.id}: {why}"[:255])
+            await self.settler.requeue_or_fail(t, why)
             return
-        await self.run(
-            self.store.add_attempt,
+        await self.ctx.run(
+            self.ctx.store.add_attempt,
             t.id,
             t.attempt,
             node=node.name,
             reservation_id=res.id,
             container=plan.name,
         )
-        changed = await self.run(
-            self.store.update,
+        changed = await self.ctx.run(
+            self.ctx.store.update,
             t.id,
             only_from=["starting"],
             state="running",
             message=f"running on {node.name}, {describe_shares(res.gpus, spec.gpu_sm_percent)}",
         )
-        await self._event(
+        await self.ctx.event(
             t,
             "dispatched",
             node=node.name,
@@ -117,7 +131,7 @@ class Starting(Settling):
             resume_epoch=resume,
             rolled_back=dropped,
         )
-        self.log.info(
+        self.ctx.log.info(
             "training %s (attempt %d) runs on %s%s",
             t.id,
             t.attempt,
@@ -125,4 +139,4 @@ class Starting(Settling):
             f", resuming after epoch {resume}" if resume else "",
         )
         if not changed:  # cancelled while starting: the next watch stops it
-            self.wake()
+            self.ctx.wake()
