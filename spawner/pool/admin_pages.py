@@ -137,7 +137,7 @@ class AdminPage(PageHandler):
                     "health": _health(n),
                     "labels": labels,
                     "gpu_source": n.get("gpu_source", "catalog"),
-                    # gpupool.agent.simulated names each GPU so (a demo node)
+                    # gpupool.nvml.simulated names each GPU so (a demo node)
                     "simulated": any(
                         str(g.get("model", "")).endswith("(simulated)") for g in n["gpus"]
                     ),
