@@ -206,3 +206,9 @@ def test_imports_use_the_package_name_never_a_folder_name():
                 if m.split(".")[0] in ("spawner", "gpupool_lab", "hub_config", "labextension")
             ]
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_says_its_job(name):
+    doc = ast.get_docstring(ast.parse(MODULES[name].read_text()))
+    assert doc, f"{MODULES[name].relative_to(ROOT)}: no docstring; open with a sentence on its job"
