@@ -107,6 +107,9 @@ ensure_test_tools() {
     command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
         || missing+=(docker-compose)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
+    # SSH into a server (tests/lab/test_ssh.py): OpenSSH's server and client
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v ssh >/dev/null && command -v sftp >/dev/null || missing+=(openssh-client)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

@@ -9,6 +9,7 @@ own user (resource ``gpupool``):
 - ``WS metrics/ws``: one sample per ``interval`` as it is taken;
 - ``GET pool/specs``, ``pool/usage``, ``pool/notices``, ``pool/reservations``, ``pool/datasets``: the pool
   API, called with the server's own hub token, so the browser never holds one;
+- ``WS ssh``: an SSH session for the server's owner (ssh.py);
 - ``GET graph/templates``: the network-graph editor's templates; ``GET graph/schema``:
   the graph document's JSON Schema.
 
@@ -31,6 +32,7 @@ from tornado import web, websocket
 
 from .client import PoolApi, PoolApiError
 from .metrics import LocalMetrics
+from .ssh import SshServer, SshSocket
 
 RESOURCE = "gpupool"
 WATCH_AFTER_READ = 60.0  # seconds of sampling after a REST read
@@ -242,6 +244,7 @@ def load(serverapp: Any) -> None:
         "metrics": metrics,
         "sampler": sampler,
         "pool": PoolApi.from_env,
+        "ssh": SshServer(),
     }
     web_app.add_handlers(
         ".*$",
@@ -249,6 +252,7 @@ def load(serverapp: Any) -> None:
             (url_path_join(base, "status"), StatusHandler),
             (url_path_join(base, "metrics"), MetricsHandler),
             (url_path_join(base, "metrics/ws"), MetricsSocket),
+            (url_path_join(base, "ssh"), SshSocket),
             (
                 url_path_join(base, r"pool/(specs|usage|notices|reservations|datasets|trainings)"),
                 PoolHandler,

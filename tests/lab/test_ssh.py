@@ -1,0 +1,185 @@
+"""SSH into a server through its own URL (issue 23, first part): a real jupyter-server with
+gpupool.lab, OpenSSH's real sshd (inetd mode, started by the extension per connection) and
+the real ssh, scp and sftp clients, whose ProxyCommand is gpupool-ssh-proxy. No hub here:
+the server's own token stands for the hub's (tests/integration covers the hub's proxy).
+
+- a command runs, its exit status comes back, and the session has the slice's variables
+  (sshd's SetEnv: ``ssh host cmd`` gets them as the lab's terminal does);
+- scp and sftp carry a file both ways;
+- no token, a wrong token, a key that is not one: refused with a message that says why;
+- a token of the server's owner with the key of another request gets no session;
+- a hostile client (a text message, a flood of garbage) ends only its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpupool.lab.ssh import SshServer
+
+pytestmark = pytest.mark.skipif(
+    not (os.access("/usr/sbin/sshd", os.X_OK) and shutil.which("ssh")),
+    reason="OpenSSH server and client are needed (tests/run.sh installs them)",
+)
+PROXY = [sys.executable, "-m", "gpupool.sshproxy"]
+
+
+@pytest.fixture
+def jp_server_config(monkeypatch: pytest.MonkeyPatch) -> dict:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CUDA_DEVICE_MEMORY_LIMIT_0", "20480m")
+    monkeypatch.setenv("GPUPOOL_GPUS", '[{"uuid": "GPU-1", "memory_mib": 20480}]')
+    monkeypatch.setenv("SECRET_OF_THE_SERVER", "not for sessions")
+    return {"ServerApp": {"jpserver_extensions": {"gpupool.lab": True}}}
+
+
+@pytest.fixture
+def ssh_env(jp_serverapp: Any, jp_fetch: Any, jp_http_port: int, jp_base_url: str) -> Any:
+    # jp_fetch: pytest-jupyter listens on jp_http_port only for a test that may fetch
+    # sshd's StrictModes: the key files lie under the user's home, in folders only it writes
+    home = Path(tempfile.mkdtemp(prefix="gpupool-ssh-test-", dir=pwd.getpwuid(os.getuid()).pw_dir))
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd run as root wants its privsep folder
+    jp_serverapp.web_app.settings["gpupool"]["ssh"] = SshServer(home=home)
+    client = Path(tempfile.mkdtemp(prefix="gpupool-ssh-client-"))
+    (client / "token").write_text(jp_serverapp.identity_provider.token)
+    (client / "token").chmod(0o600)
+    for name in ("id", "other"):
+        os.system(f"ssh-keygen -q -t ed25519 -N '' -f {client / name}")
+    url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}gpupool/ssh"
+    yield {"url": url, "client": client, "home": home}
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(client, ignore_errors=True)
+
+
+def ssh_options(
+    env: dict[str, Any], *, key: str = "id", offered: str = "id", token: str = "token"
+) -> list[str]:
+    c = env["client"]
+    proxy = " ".join(
+        [*PROXY, env["url"], "--token-file", str(c / token), "--key", str(c / f"{key}.pub")]
+    )
+    return [
+        "-F", "/dev/null",
+        "-o", f"ProxyCommand={proxy.replace('%', '%%')}",  # ssh expands %-tokens
+        "-o", f"IdentityFile={c / offered}",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=no",
+        "-o", f"UserKnownHostsFile={c / 'known_hosts'}",
+        "-o", "ConnectTimeout=20",
+        "-o", f"User={os.environ.get('USER') or 'root'}",
+    ]  # fmt: skip
+
+
+async def run(*cmd: str, stdin: bytes = b"", timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_a_command_runs_with_the_slice_variables_and_its_exit_status(ssh_env, jp_serverapp):
+    settings = jp_serverapp.web_app.settings
+    before = settings.get("api_last_activity")
+    rc, out, err = await run(
+        "ssh",
+        *ssh_options(ssh_env),
+        "server",
+        "echo limit=$CUDA_DEVICE_MEMORY_LIMIT_0; echo gpus=$GPUPOOL_GPUS; echo secret=$SECRET_OF_THE_SERVER; exit 7",
+    )
+    assert rc == 7, err
+    assert "limit=20480m" in out
+    assert 'gpus=[{"uuid": "GPU-1", "memory_mib": 20480}]' in out
+    assert "secret=\n" in out  # only the slice's, the pool's and the hub's variables pass
+    assert not list(ssh_env["home"].glob(".gpupool/ssh/key-*"))  # the one-time key is gone
+    # the session counted as the server's activity (the hub's idle culling reads it)
+    assert settings["api_last_activity"] != before
+
+
+async def test_only_the_servers_owner_gets_in(ssh_env, monkeypatch):
+    """Behind the hub, a user who may reach the server (an admin with access:servers) but
+    is not its owner gets no SSH session."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "lara")
+    rc, _, err = await run("ssh", *ssh_options(ssh_env), "server", "true")
+    assert rc != 0
+    assert "403" in err and "for its owner only" in err
+
+
+async def test_scp_and_sftp_carry_files_both_ways(ssh_env, tmp_path):
+    src = tmp_path / "weights.bin"
+    src.write_bytes(os.urandom(300_000))
+    opts = ssh_options(ssh_env)
+    target = ssh_env["home"] / "copied.bin"
+    rc, _, err = await run("scp", "-q", *opts, str(src), f"server:{target}")
+    assert rc == 0, err
+    assert target.read_bytes() == src.read_bytes()
+    back = tmp_path / "back.bin"
+    rc, _, err = await run(
+        "sftp", "-q", *opts, "-b", "-", "server", stdin=f"get {target} {back}\n".encode()
+    )
+    assert rc == 0, err
+    assert back.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("token_text", "want"),
+    [("", "no hub token"), ("not-the-token", "403")],
+)
+async def test_no_token_or_a_wrong_one_is_refused(ssh_env, token_text, want):
+    (ssh_env["client"] / "bad").write_text(token_text)
+    rc, _, err = await run("ssh", *ssh_options(ssh_env, token="bad"), "server", "true")
+    assert rc != 0
+    assert want in err
+
+
+async def test_a_key_that_is_not_one_is_refused_with_what_is_allowed(ssh_env):
+    (ssh_env["client"] / "junk.pub").write_text("ssh-ed25519 not*base64 me@laptop\n")
+    rc, _, err = await run("ssh", *ssh_options(ssh_env, key="junk"), "server", "true")
+    assert rc != 0
+    assert "400" in err and "not an OpenSSH public key" in err and "ssh-ed25519" in err
+
+
+async def test_a_key_other_than_the_one_named_gets_no_session(ssh_env):
+    rc, out, err = await run(
+        "ssh", *ssh_options(ssh_env, key="other", offered="id"), "server", "echo in"
+    )
+    assert rc == 255 and "in" not in out
+    assert "Permission denied" in err
+
+
+async def test_a_hostile_client_ends_only_its_own_connection(ssh_env, jp_fetch):
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import WebSocketClosedError, websocket_connect
+
+    c = ssh_env["client"]
+    headers = {
+        "Authorization": f"token {(c / 'token').read_text()}",
+        "X-GpuPool-SSH-Key": (c / "id.pub").read_text().strip(),
+    }
+    ws = await websocket_connect(HTTPRequest(ssh_env["url"], headers=headers))
+    banner = await ws.read_message()
+    assert isinstance(banner, bytes) and banner.startswith(b"SSH-2.0-")
+    try:
+        ws.write_message("a text message")
+        for _ in range(50):
+            ws.write_message(os.urandom(32_000), binary=True)
+    except WebSocketClosedError:
+        pass  # the server closed it first
+    while await ws.read_message() is not None:
+        pass  # closed by the server
+    # the server and a well-behaved session go on
+    assert (await jp_fetch("api", "status")).code == 200
+    rc, out, err = await run("ssh", *ssh_options(ssh_env), "server", "echo still")
+    assert rc == 0 and "still" in out, err
