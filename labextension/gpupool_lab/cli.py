@@ -174,9 +174,11 @@ def add_commands(sub: Any) -> None:
         if name == "usage":
             p.add_argument("--month", help="YYYY-MM (default: this month)")
         p.set_defaults(func=lambda a, fn=fn: run(fn, a))
+    from .sshconfig import add_command as add_ssh_config
     from .train.cli import add_train_command
 
     add_train_command(sub, run)
+    add_ssh_config(sub)
 
 
 def run(fn: Any, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

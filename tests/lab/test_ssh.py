@@ -183,3 +183,18 @@ async def test_a_hostile_client_ends_only_its_own_connection(ssh_env, jp_fetch):
     assert (await jp_fetch("api", "status")).code == 200
     rc, out, err = await run("ssh", *ssh_options(ssh_env), "server", "echo still")
     assert rc == 0 and "still" in out, err
+
+
+async def test_the_printed_config_block_connects(ssh_env):
+    """What `gpupool ssh-config` prints, with this test's key, token and proxy paths."""
+    from gpupool.lab.sshconfig import KEY, TOKEN, alias, block
+
+    c = ssh_env["client"]
+    text = block(user="a@b", server="", url=ssh_env["url"], login=os.environ.get("USER") or "root")
+    text = text.replace(f"{KEY}.pub", str(c / "id.pub")).replace(KEY, str(c / "id"))
+    text = text.replace(TOKEN, str(c / "token"))
+    text = text.replace("gpupool-ssh-proxy ", " ".join(PROXY) + " ")
+    text += f"    UserKnownHostsFile {c / 'known_hosts'}\n    StrictHostKeyChecking no\n    BatchMode yes\n"
+    (c / "config").write_text(text)
+    rc, out, err = await run("ssh", "-F", str(c / "config"), alias("a@b"), "echo via-config")
+    assert rc == 0 and "via-config" in out, err
