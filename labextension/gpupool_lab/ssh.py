@@ -315,8 +315,9 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         now = asyncio.get_running_loop().time()
         if now - self.last_mark >= ACTIVITY_EVERY:
             self.last_mark = now
-            # jupyter-server's own mark of API activity: the hub's idle culling reads it
-            self.settings["api_last_activity"] = dt.datetime.now(dt.timezone.utc)
+            # a *_last_activity setting counts in jupyter-server's last_activity (its hook for
+            # extensions), which the hub's idle culling reads
+            self.settings["gpupool_ssh_last_activity"] = dt.datetime.now(dt.timezone.utc)
 
     def on_close(self) -> None:
         self.server.sessions.pop(self.sid, None)

@@ -92,7 +92,7 @@ async def run(*cmd: str, stdin: bytes = b"", timeout: float = 60) -> tuple[int, 
 
 async def test_a_command_runs_with_the_slice_variables_and_its_exit_status(ssh_env, jp_serverapp):
     settings = jp_serverapp.web_app.settings
-    before = settings.get("api_last_activity")
+    assert "gpupool_ssh_last_activity" not in settings
     rc, out, err = await run(
         "ssh",
         *ssh_options(ssh_env),
@@ -105,7 +105,7 @@ async def test_a_command_runs_with_the_slice_variables_and_its_exit_status(ssh_e
     assert "secret=\n" in out  # only the slice's, the pool's and the hub's variables pass
     assert not list(ssh_env["home"].glob(".gpupool/ssh/key-*"))  # the one-time key is gone
     # the session counted as the server's activity (the hub's idle culling reads it)
-    assert settings["api_last_activity"] != before
+    assert jp_serverapp.web_app.last_activity() == settings["gpupool_ssh_last_activity"]
 
 
 async def test_only_the_servers_owner_gets_in(ssh_env, monkeypatch):
