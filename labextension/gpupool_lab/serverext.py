@@ -9,7 +9,8 @@ own user (resource ``gpupool``):
 - ``WS metrics/ws``: one sample per ``interval`` as it is taken;
 - ``GET pool/specs``, ``pool/usage``, ``pool/notices``, ``pool/reservations``, ``pool/datasets``: the pool
   API, called with the server's own hub token, so the browser never holds one;
-- ``WS ssh``: an SSH session for the server's owner (ssh.py);
+- ``WS ssh``: an SSH session for the server's owner (ssh.py); ``GET ssh-config?hub=``:
+  the ``~/.ssh/config`` block that reaches it (sshconfig.py);
 - ``GET graph/templates``: the network-graph editor's templates; ``GET graph/schema``:
   the graph document's JSON Schema.
 
@@ -20,7 +21,9 @@ minute), in a worker thread (NVML blocks).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,6 +36,7 @@ from tornado import web, websocket
 from .client import PoolApi, PoolApiError
 from .metrics import LocalMetrics
 from .ssh import SshServer, SshSocket
+from .sshconfig import SshConfigError, from_environment
 
 RESOURCE = "gpupool"
 WATCH_AFTER_READ = 60.0  # seconds of sampling after a REST read
@@ -208,6 +212,21 @@ class GraphSchemaHandler(_Base):
         self.send(json_schema())
 
 
+class SshConfigHandler(_Base):
+    """The ``~/.ssh/config`` block for this server (the panel's "Connect with SSH"); the
+    browser says the hub's public address (``hub``: its own origin)."""
+
+    @authorized
+    def get(self) -> None:
+        try:
+            text = from_environment(
+                dict(os.environ), self.get_argument("hub", None), getpass.getuser()
+            )
+        except SshConfigError as e:
+            raise web.HTTPError(400, reason=str(e)[:200], log_message=str(e)) from None
+        self.send({"config": text})
+
+
 class MetricsSocket(websocket.WebSocketHandler, JupyterHandler):
     """One sample per interval. The browser's login (cookie or token) is checked as for
     every other handler, before the upgrade."""
@@ -253,6 +272,7 @@ def load(serverapp: Any) -> None:
             (url_path_join(base, "metrics"), MetricsHandler),
             (url_path_join(base, "metrics/ws"), MetricsSocket),
             (url_path_join(base, "ssh"), SshSocket),
+            (url_path_join(base, "ssh-config"), SshConfigHandler),
             (
                 url_path_join(base, r"pool/(specs|usage|notices|reservations|datasets|trainings)"),
                 PoolHandler,

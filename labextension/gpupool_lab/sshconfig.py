@@ -34,10 +34,15 @@ def alias(user: str, server: str = "") -> str:
 
 def ssh_url(hub: str, service_prefix: str) -> str:
     """The WebSocket URL of the server's SSH endpoint, from the hub's public URL and the
-    server's prefix (``/user/<name>/[<server>/]``, URL-quoted as the hub made it)."""
+    server's prefix (``/user/<name>/[<server>/]``, URL-quoted as the hub made it, with the
+    hub's own base URL in front). Only the hub's origin is taken from ``hub``."""
     u = urlsplit(hub if "://" in hub else f"https://{hub}")
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise SshConfigError(f"--hub {hub!r}: give the hub's address, e.g. https://hub.example.org")
+    if u.scheme not in ("http", "https") or not re.fullmatch(
+        r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?", u.netloc
+    ):
+        raise SshConfigError(
+            f"--hub {hub[:100]!r}: give the hub's address, e.g. https://hub.example.org"
+        )
     scheme = "wss" if u.scheme == "https" else "ws"
     prefix = "/" + service_prefix.strip("/") + "/"
     return f"{scheme}://{u.netloc}{prefix}gpupool/ssh"

@@ -14,6 +14,7 @@ import {
 } from './format';
 import { PoolModel } from './model';
 import { el } from './dom';
+import { get } from './api';
 
 const W = 260;
 const H = 48;
@@ -193,7 +194,48 @@ export class PoolPanel extends Widget {
     cap.appendChild(t);
     cap.appendChild(el('p', 'gp-muted', 'How many more servers of each spec fit right now.'));
     root.appendChild(cap);
+    root.appendChild(this.sshSection());
   }
+
+  /** "Connect with SSH": the ~/.ssh/config block for this server, with a copy button. */
+  private sshSection(): HTMLElement {
+    const sec = el('section', 'gp-section gp-ssh');
+    sec.appendChild(el('h3', '', 'Connect with SSH'));
+    const show = el('button', 'gp-ssh-show', 'Show my ~/.ssh/config block');
+    const out = el('div', 'gp-ssh-out');
+    if (this.sshConfig) {
+      out.appendChild(this.sshBlock(this.sshConfig));
+    }
+    show.onclick = async () => {
+      out.replaceChildren(el('p', 'gp-muted', 'asking the server…'));
+      try {
+        const got = await get<{ config: string }>(
+          `ssh-config?hub=${encodeURIComponent(window.location.origin)}`
+        );
+        this.sshConfig = got.config;
+        out.replaceChildren(this.sshBlock(got.config));
+      } catch (e: any) {
+        out.replaceChildren(el('div', 'gp-error', e?.message ?? String(e)));
+      }
+    };
+    sec.append(
+      el('p', 'gp-muted', 'ssh, scp, rsync and VS Code Remote-SSH reach this server through the hub.'),
+      show,
+      out
+    );
+    return sec;
+  }
+
+  private sshBlock(text: string): HTMLElement {
+    const box = el('div');
+    const pre = el('pre', 'gp-ssh-config', text);
+    const copy = el('button', 'gp-ssh-copy', 'Copy');
+    copy.onclick = () => void navigator.clipboard?.writeText(text).then(() => (copy.textContent = 'Copied'));
+    box.append(pre, copy);
+    return box;
+  }
+
+  private sshConfig: string | null = null;
 
   dispose(): void {
     this.model.changed.disconnect(this.render, this);

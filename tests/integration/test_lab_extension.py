@@ -5,6 +5,7 @@ driven in Chromium.
 - the status bar shows the slice the server holds (from the spawner's environment);
 - a click opens the "GPU pool" panel: my slice, CPU and memory against the container's
   limits, free capacity per spec; the CPU figure moves when a terminal works;
+- "Connect with SSH" in the panel shows the ~/.ssh/config block for this server;
 - `gpupool status` and `gpupool specs` in a real lab terminal print the slice and the
   pool's specs (called with the server's own token).
 
@@ -99,6 +100,13 @@ def test_status_bar_panel_and_cli_in_a_real_lab(hub: Hub) -> None:
             cpu = panel.locator(".gp-resources .gp-bar").first
             expect(cpu).to_contain_text("of 0.50 cores", timeout=30_000)
             page.screenshot(path=str(SHOTS / "lab-2-panel.png"))
+            # "Connect with SSH": the ~/.ssh/config block for this server and this hub
+            panel.locator(".gp-ssh-show").click()
+            block = panel.locator(".gp-ssh-config")
+            expect(block).to_contain_text("Host gpupool-lina", timeout=20_000)
+            expect(block).to_contain_text(
+                f"ProxyCommand gpupool-ssh-proxy {hub.url.replace('http://', 'ws://')}/user/lina/gpupool/ssh"
+            )
 
             # a terminal: the CLI, and work that moves the CPU figure
             page.locator(".jp-LauncherCard[data-category=Other]", has_text="Terminal").click()

@@ -198,3 +198,24 @@ async def test_the_printed_config_block_connects(ssh_env):
     (c / "config").write_text(text)
     rc, out, err = await run("ssh", "-F", str(c / "config"), alias("a@b"), "echo via-config")
     assert rc == 0 and "via-config" in out, err
+
+
+async def test_the_panel_gets_the_config_block_for_its_hub(jp_fetch, monkeypatch):
+    """GET gpupool/ssh-config?hub=<the browser's origin>: the panel's "Connect with SSH"."""
+    import json
+
+    from tornado.httpclient import HTTPClientError
+
+    with pytest.raises(HTTPClientError) as e:  # not behind a hub: says so
+        await jp_fetch("gpupool", "ssh-config", params={"hub": "https://hub.example.org"})
+    assert e.value.code == 400
+    monkeypatch.setenv("JUPYTERHUB_USER", "lara")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/lara/")
+    got = json.loads(
+        (await jp_fetch("gpupool", "ssh-config", params={"hub": "https://hub.example.org"})).body
+    )
+    assert "Host gpupool-lara\n" in got["config"]
+    assert "wss://hub.example.org/user/lara/gpupool/ssh" in got["config"]
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("gpupool", "ssh-config", params={"hub": "javascript:alert(1)"})
+    assert e.value.code == 400
