@@ -49,7 +49,18 @@ KEY_TYPES = (
 KEY_RE = re.compile(rf"({'|'.join(map(re.escape, KEY_TYPES))}) ([A-Za-z0-9+/]{{40,2048}}={{0,3}})")
 # the environment a session gets from the server's (sshd starts sessions with a clean one)
 PASSED_PREFIXES = ("CUDA_DEVICE_", "GPUPOOL_", "JUPYTERHUB_", "NVIDIA_")
-PASSED_NAMES = ("LD_PRELOAD", "MEM_LIMIT", "CPU_LIMIT", "MEM_GUARANTEE", "CPU_GUARANTEE")
+# PATH and VIRTUAL_ENV: the image's tools (gpupool, python, pip) in `ssh host cmd` too
+PASSED_NAMES = (
+    "LD_PRELOAD",
+    "MEM_LIMIT",
+    "CPU_LIMIT",
+    "MEM_GUARANTEE",
+    "CPU_GUARANTEE",
+    "PATH",
+    "VIRTUAL_ENV",
+    "LANG",
+    "LC_ALL",
+)
 CHUNK = 64 * 1024  # bytes of sshd's output per WebSocket message
 MAX_MESSAGE = 1024 * 1024  # bytes of one message from the client
 ACTIVITY_EVERY = 10.0  # seconds between activity marks of one session

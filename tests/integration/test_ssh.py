@@ -97,13 +97,14 @@ def test_a_session_is_the_servers_user_under_the_labs_limits(
         server["token"],
         "server",
         "id -u; cat /etc/ld.so.preload; echo limit=$CUDA_DEVICE_MEMORY_LIMIT_0;"
-        " grep ^NoNewPrivs /proc/self/status; cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+        " grep ^NoNewPrivs /proc/self/status; command -v gpupool; cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
         " 2>/dev/null || cat /sys/fs/cgroup/memory.max",
     )
     assert got.returncode == 0, got.stderr
     lines = got.stdout.split()
     assert lines[0] == "1000"  # jovyan, not root
     assert "/usr/local/vgpu/libvgpu.so" in got.stdout  # HAMi-core for every process
+    assert "/opt/gpupool/bin/gpupool" in got.stdout  # the image's tools, as in the lab
     assert "limit=40960m" in got.stdout or "limit=40960" in got.stdout, got.stdout
     # the container's own memory limit, as the engine set it
     (container,) = (

@@ -97,12 +97,15 @@ async def test_a_command_runs_with_the_slice_variables_and_its_exit_status(ssh_e
         "ssh",
         *ssh_options(ssh_env),
         "server",
-        "echo limit=$CUDA_DEVICE_MEMORY_LIMIT_0; echo gpus=$GPUPOOL_GPUS; echo secret=$SECRET_OF_THE_SERVER; exit 7",
+        "echo limit=$CUDA_DEVICE_MEMORY_LIMIT_0; echo gpus=$GPUPOOL_GPUS; echo secret=$SECRET_OF_THE_SERVER; echo path=$PATH; exit 7",
     )
     assert rc == 7, err
     assert "limit=20480m" in out
     assert 'gpus=[{"uuid": "GPU-1", "memory_mib": 20480}]' in out
     assert "secret=\n" in out  # only the slice's, the pool's and the hub's variables pass
+    session_path = out.split("path=", 1)[1].splitlines()[0].split(":")
+    # the image's tools in `ssh host cmd` (a shell's rc file may add to it)
+    assert set(os.environ["PATH"].split(":")) <= set(session_path)
     assert not list(ssh_env["home"].glob(".gpupool/ssh/key-*"))  # the one-time key is gone
     # the session counted as the server's activity (the hub's idle culling reads it)
     assert jp_serverapp.web_app.last_activity() == settings["gpupool_ssh_last_activity"]
