@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -47,7 +48,16 @@ def frame(payload: bytes, opcode: int = 2, mask: bytes | None = None) -> bytes:
         head += bytes([0x80 | 126]) + struct.pack("!H", n)
     else:
         head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + _xor(payload, mask)
+
+
+def _xor(data: bytes, mask: bytes) -> bytes:
+    """RFC 6455's masking, as one big-integer XOR (a byte loop carries ~15 MiB/s)."""
+    if not data:
+        return b""
+    key = (mask * (len(data) // 4 + 1))[: len(data)]
+    n = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
+    return n.to_bytes(len(data), "big")
 
 
 def read_exact(sock: BinaryIO, n: int) -> bytes:
@@ -74,7 +84,7 @@ def read_frame(sock: BinaryIO) -> tuple[int, bytes]:
     mask = read_exact(sock, 4) if masked else None
     payload = read_exact(sock, n)
     if mask:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        payload = _xor(payload, mask)
     return opcode, payload
 
 
@@ -105,14 +115,19 @@ def handshake(
     reader = sock.makefile("rb")
     status = reader.readline(8192).decode("latin-1").strip()
     headers: dict[str, str] = {}
-    while (line := reader.readline(8192).decode("latin-1").strip()) and len(headers) < 100:
+    for _ in range(100):  # header lines, at most
+        line = reader.readline(8192).decode("latin-1").strip()
+        if not line:
+            break
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     parts = status.split(" ", 2)
     if len(parts) < 2 or parts[1] != "101":
         length = headers.get("content-length", "")
-        body = reader.read(min(int(length), 64 * 1024)) if length.isdigit() else b""
-        raise ProxyError(f"{url} answered {status or 'nothing'}: {_reason(body)}")
+        body = (
+            reader.read(min(int(length), 64 * 1024)) if re.fullmatch(r"[0-9]{1,9}", length) else b""
+        )
+        raise ProxyError(f"{url} answered {_printable(status) or 'nothing'}: {_reason(body)}")
     want = base64.b64encode(hashlib.sha1((nonce + GUID).encode()).digest()).decode()
     if headers.get("sec-websocket-accept") != want:
         raise ProxyError(f"{url}: not a WebSocket answer")
@@ -120,13 +135,19 @@ def handshake(
     return sock, reader
 
 
+def _printable(text: str) -> str:
+    """Without control characters: what a server sends must not drive the terminal."""
+    return "".join(c if c.isprintable() or c == " " else "?" for c in text)
+
+
 def _reason(body: bytes) -> str:
     text = body[:2000].decode("utf-8", "replace")
     try:
         doc = json.loads(text)
-        return str(doc.get("message") or doc.get("reason") or text)
+        text = str(doc.get("message") or doc.get("reason") or text)
     except (ValueError, AttributeError):
-        return text.strip() or "(no message)"
+        pass
+    return _printable(text.strip())[:500] or "(no message)"
 
 
 def carry(sock: socket.socket, reader: BinaryIO, stdin: BinaryIO, stdout: BinaryIO) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import getpass
 import json
 import os
 import pwd
@@ -31,6 +30,9 @@ import re
 import secrets
 import shutil
 import subprocess
+import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ KEY_TYPES = (
 )
 KEY_RE = re.compile(rf"({'|'.join(map(re.escape, KEY_TYPES))}) ([A-Za-z0-9+/]{{40,2048}}={{0,3}})")
 # the environment a session gets from the server's (sshd starts sessions with a clean one)
-PASSED_PREFIXES = ("CUDA_DEVICE_", "GPUPOOL_", "JUPYTERHUB_", "NVIDIA_")
+PASSED_PREFIXES = ("CUDA_DEVICE_", "GPUPOOL_", "JUPYTERHUB_", "NVIDIA_", "LC_")
 # PATH and VIRTUAL_ENV: the image's tools (gpupool, python, pip) in `ssh host cmd` too
 PASSED_NAMES = (
     "LD_PRELOAD",
@@ -59,8 +61,9 @@ PASSED_NAMES = (
     "PATH",
     "VIRTUAL_ENV",
     "LANG",
-    "LC_ALL",
+    "LD_LIBRARY_PATH",
 )
+KEY_FILE_LIFETIME = 300.0  # seconds; a key file older than sshd's LoginGraceTime is debris
 CHUNK = 64 * 1024  # bytes of sshd's output per WebSocket message
 MAX_MESSAGE = 1024 * 1024  # bytes of one message from the client
 ACTIVITY_EVERY = 10.0  # seconds between activity marks of one session
@@ -110,11 +113,12 @@ class SshServer:
     client's known_hosts stays valid), its configuration file and the sessions open now."""
 
     def __init__(self, home: Path | None = None, sshd: str | None = None) -> None:
-        # the home sshd knows (passwd's), where StrictModes stops checking folders upwards
-        self.home = Path(home or pwd.getpwuid(os.getuid()).pw_dir)
+        self._home = home
         self.sshd = sshd or shutil.which("sshd") or "/usr/sbin/sshd"
-        self.folder = self.home / ".gpupool" / "ssh"
-        self.user = getpass.getuser()
+        self.lock = threading.Lock()  # one prepare at a time (the host key is made once)
+        # the configuration holds the server's token: in a folder of this container's own,
+        # not in the home volume that outlives it
+        self.runtime = Path(tempfile.mkdtemp(prefix="gpupool-sshd-"))
         self.sessions: dict[str, dict[str, Any]] = {}
         self.ending: set[asyncio.Task[Any]] = set()  # sshd processes being waited for
 
@@ -137,19 +141,50 @@ class SshServer:
         self.ending.add(task)
         task.add_done_callback(self.ending.discard)
 
+    def _account(self) -> tuple[str, Path]:
+        """The server's user as sshd knows it (passwd) and its home, where StrictModes
+        stops checking folders upwards."""
+        try:
+            entry = pwd.getpwuid(os.getuid())
+        except KeyError:
+            raise SshUnavailable(
+                f"uid {os.getuid()} has no account in /etc/passwd: sshd cannot log it in"
+            ) from None
+        if not re.fullmatch(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}", entry.pw_name):
+            raise SshUnavailable(f"the account name {entry.pw_name[:40]!r} is not one sshd takes")
+        return entry.pw_name, Path(self._home or entry.pw_dir)
+
+    @property
+    def folder(self) -> Path:
+        return self._account()[1] / ".gpupool" / "ssh"
+
     def prepare(self, environ: dict[str, str]) -> Path:
         """Make the folder, the host key and the configuration; the configuration's path."""
+        with self.lock:
+            try:
+                return self._prepare(environ)
+            except (OSError, subprocess.SubprocessError) as e:
+                raise SshUnavailable(f"cannot prepare sshd in {self.folder}: {e}") from None
+
+    def _prepare(self, environ: dict[str, str]) -> Path:
         if not os.access(self.sshd, os.X_OK):
             raise SshUnavailable(
                 "this server's image has no OpenSSH server (sshd): use an image with "
                 "openssh-server installed (gpupool's single-user image has it)"
             )
+        user, _ = self._account()
+        folder = self.folder
         # sshd's StrictModes: the folders above its files are the user's and not writable by others
-        for d in (self.folder.parent, self.folder):
+        for d in (folder.parent, folder):
             d.mkdir(mode=0o700, exist_ok=True)
             d.chmod(0o700)
-        host_key = self.folder / "host_ed25519"
+        now = time.time()
+        for old in folder.glob("key-*"):  # left by a crash or an abandoned connection
+            if now - old.stat().st_mtime > KEY_FILE_LIFETIME:
+                old.unlink(missing_ok=True)
+        host_key = folder / "host_ed25519"
         if not host_key.exists():
+            made = folder / f"new-host-{secrets.token_hex(4)}"
             subprocess.run(
                 [
                     "ssh-keygen",
@@ -161,15 +196,18 @@ class SshServer:
                     "-C",
                     "gpupool",
                     "-f",
-                    str(host_key),
+                    str(made),
                 ],
                 check=True,
                 capture_output=True,
+                stdin=subprocess.DEVNULL,
                 timeout=30,
             )
+            os.replace(f"{made}.pub", f"{host_key}.pub")
+            os.replace(made, host_key)
         lines = [
             f"HostKey {host_key}",
-            f"AllowUsers {self.user}",
+            f"AllowUsers {user}",
             "AuthenticationMethods publickey",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
@@ -183,6 +221,9 @@ class SshServer:
             # the user's own processes only: forwarding to the server's ports, not a relay
             # for the node's network
             "AllowTcpForwarding local",
+            "PermitOpen localhost:* 127.0.0.1:* [::1]:*",
+            "AllowStreamLocalForwarding no",
+            "AllowAgentForwarding no",
             "GatewayPorts no",
             "PermitTunnel no",
             "X11Forwarding no",
@@ -191,9 +232,11 @@ class SshServer:
         env = session_environment(environ)
         if env:
             lines.append("SetEnv " + " ".join(f"{k}={_quoted(v)}" for k, v in env.items()))
-        config = self.folder / "sshd_config"
-        config.write_text("\n".join(lines) + "\n")
-        config.chmod(0o600)
+        config = self.runtime / "sshd_config"
+        fd, tmp = tempfile.mkstemp(dir=self.runtime)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, config)
         return config
 
     def key_file(self, key: str) -> Path:
@@ -221,6 +264,7 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         self.stderr_reader: asyncio.Task[None] | None = None
         self.sid = secrets.token_hex(6)
         self.last_mark = 0.0
+        self.closed = False  # on_close may come before open, while get() still awaits
 
     @property
     def server(self) -> SshServer:
@@ -262,6 +306,8 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         await super().get(*args, **kwargs)
 
     async def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.closed:
+            return
         self.key_path = self.server.key_file(self.key)
         self.proc = await asyncio.create_subprocess_exec(
             self.server.sshd,
@@ -276,6 +322,9 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+        if self.closed:  # the client left while sshd started: nothing of it stays
+            self.on_close()
+            return
         remote = self.request.headers.get("X-Forwarded-For", self.request.remote_ip)
         self.server.sessions[self.sid] = {
             "started": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -331,6 +380,7 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
             self.settings["gpupool_ssh_last_activity"] = dt.datetime.now(dt.timezone.utc)
 
     def on_close(self) -> None:
+        self.closed = True
         self.server.sessions.pop(self.sid, None)
         for task in (self.pump, self.stderr_reader):
             if task is not None and not task.done():

@@ -57,10 +57,13 @@ def block(*, user: str, server: str, url: str, login: str) -> str:
         [
             f"# gpupool: {what} (gpupool ssh-config). On this machine, once:",
             f"#   ssh-keygen -t ed25519 -N '' -f {KEY}",
-            f"#   mkdir -p ~/.config/gpupool && (umask 077 && cat > {TOKEN})  # paste a hub token",
-            "#   pip install gpupool  # for gpupool-ssh-proxy (or: python3 sshproxy.py, stdlib only)",
+            f"#   mkdir -p ~/.config/gpupool && (umask 077 && cat > {TOKEN})  # paste a hub token (the hub's Token page)",
+            "#   gpupool-ssh-proxy: pip install your site's gpupool wheel, or save gpupool/sshproxy.py",
+            "#   (standard library only) and write 'python3 sshproxy.py' for it below",
             f"Host {alias(user, server)}",
             f"    HostName {host}",
+            # each server has its own host key: known_hosts keeps it under the alias
+            f"    HostKeyAlias {alias(user, server)}",
             f"    User {login}",
             f"    ProxyCommand {proxy}",
             f"    IdentityFile {KEY}",

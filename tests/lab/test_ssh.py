@@ -222,3 +222,47 @@ async def test_the_panel_gets_the_config_block_for_its_hub(jp_fetch, monkeypatch
     with pytest.raises(HTTPClientError) as e:
         await jp_fetch("gpupool", "ssh-config", params={"hub": "javascript:alert(1)"})
     assert e.value.code == 400
+
+
+async def test_abandoned_handshakes_leave_nothing_behind(ssh_env, jp_serverapp):
+    """Clients that leave during the upgrade (a flaky network, or a flood): no session
+    entry, no key file and no sshd stays."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(ssh_env["url"])
+    c = ssh_env["client"]
+    request = (
+        f"GET {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: token {(c / 'token').read_text()}\r\n"
+        f"X-GpuPool-SSH-Key: {(c / 'id.pub').read_text().strip()}\r\n\r\n"
+    ).encode()
+    for _ in range(20):
+        s = socket.create_connection((u.hostname, u.port))
+        s.sendall(request)
+        s.close()
+    server = jp_serverapp.web_app.settings["gpupool"]["ssh"]
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if not server.sessions and not server.ending and not list(server.folder.glob("key-*")):
+            break
+    assert server.sessions == {}
+    assert not list(server.folder.glob("key-*"))
+    assert not server.ending  # every sshd was waited for
+
+
+def test_first_connections_at_once_make_one_host_key(tmp_path):
+    """Concurrent first connections: one host key, made once, none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    home = Path(tempfile.mkdtemp(prefix="gpupool-ssh-test-", dir=pwd.getpwuid(os.getuid()).pw_dir))
+    try:
+        server = SshServer(home=home)
+        with ThreadPoolExecutor(8) as pool:
+            configs = list(pool.map(lambda _: server.prepare({}), range(16)))
+        assert len(set(configs)) == 1
+        keys = list((home / ".gpupool" / "ssh").glob("*host*"))
+        assert sorted(k.name for k in keys) == ["host_ed25519", "host_ed25519.pub"]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -40,3 +40,10 @@ def test_outside_a_server_or_without_the_hubs_address_it_says_what_to_do():
         from_environment(env, None, "jovyan")
     env["JUPYTERHUB_PUBLIC_URL"] = "https://hub.example.org/"
     assert "wss://hub.example.org/user/lara/gpupool/ssh" in from_environment(env, None, "jovyan")
+
+
+def test_each_servers_host_key_is_kept_under_its_alias():
+    """Two servers behind one hub address have two host keys: known_hosts must not mix them."""
+    a = block(user="lara", server="", url="wss://h/user/lara/gpupool/ssh", login="jovyan")
+    b = block(user="lara", server="big", url="wss://h/user/lara/big/gpupool/ssh", login="jovyan")
+    assert "HostKeyAlias gpupool-lara\n" in a and "HostKeyAlias gpupool-lara-big\n" in b

@@ -125,3 +125,33 @@ def test_sessions_get_the_slice_the_pool_and_the_hub_variables_only():
         "JUPYTERHUB_API_TOKEN": "tok",
         "LD_PRELOAD": "/usr/local/vgpu/libvgpu.so",
     }
+
+
+def test_a_malicious_answer_is_refused_cleanly_and_printed_harmlessly():
+    """A server that answers with a broken Content-Length, escape sequences and endless
+    headers: a ProxyError with printable text, not a traceback or a hung proxy."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.1 403 Forbidden\x1b]0;owned\x07\r\nContent-Length: \xc2\xb2\r\n"
+            + b"X-Same: 1\r\n" * 500
+            + b"\r\n"
+        )
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with pytest.raises(sshproxy.ProxyError) as e:
+        sshproxy.handshake(f"ws://127.0.0.1:{port}/user/a/gpupool/ssh", "t", "k", timeout=10)
+    listener.close()
+    text = str(e.value)
+    assert "403 Forbidden" in text
+    assert "\x1b" not in text and "\x07" not in text
