@@ -21,11 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.catalogs import write_engine_catalog
-from tests.support.docker import Engine, ensure_docker_installed, start_engines
-from tests.support.docker import stop_engines as stop_all
+from tests.support.docker import Engine
 from tests.support.hub import Hub
-from tests.support.images import ensure_image
+from tests.support.pool import engines_with_images, hub_on
 from tests.support.servers import api, start, wait_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
@@ -34,23 +32,14 @@ PROXY = [sys.executable, "-m", "gpupool.sshproxy"]
 
 @pytest.fixture(scope="module")
 def engines() -> Iterator[dict[str, Engine]]:
-    ensure_docker_installed()
-    engs = start_engines(["node-a"])
-    try:
-        ensure_image(engs.values())
+    with engines_with_images(["node-a"]) as engs:
         yield engs
-    finally:
-        stop_all(engs)
 
 
 @pytest.fixture(scope="module")
 def hub(engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    d = write_engine_catalog(tmp_path_factory.mktemp("catalog"), engines)
-    h = Hub(d).start()
-    try:
+    with hub_on(engines, tmp_path_factory.mktemp("catalog")) as h:
         yield h
-    finally:
-        h.cleanup()
 
 
 @pytest.fixture(scope="module")
