@@ -108,6 +108,11 @@ class PoolApi:
                 return e.body
             raise
 
+    def report_ssh_sessions(self, rid: str, sessions: list[dict[str, Any]]) -> dict[str, Any]:
+        """The SSH sessions open on this server now (the server extension sends them)."""
+        path = f"reservations/{urllib.parse.quote(rid, safe='')}/ssh"
+        return self.request("PUT", path, {"sessions": sessions})
+
     def usage(self, month: str | None = None) -> dict[str, Any]:
         return self.request("GET", "usage", query={"month": month})
 

@@ -35,7 +35,7 @@ from tornado import web, websocket
 
 from .client import PoolApi, PoolApiError
 from .metrics import LocalMetrics
-from .ssh import SshServer, SshSocket
+from .ssh import RECHECK_EVERY, SshServer, SshSocket
 from .sshconfig import SshConfigError, from_environment
 
 RESOURCE = "gpupool"
@@ -257,13 +257,15 @@ def load(serverapp: Any) -> None:
     web_app = serverapp.web_app
     base = url_path_join(web_app.settings["base_url"], "gpupool")
     metrics = LocalMetrics()
-    interval = float(serverapp.config.get("GpuPoolLab", {}).get("interval", 1.0))
+    settings = serverapp.config.get("GpuPoolLab", {})
+    interval = float(settings.get("interval", 1.0))
     sampler = Sampler(metrics, interval=interval, log=serverapp.log)
     web_app.settings["gpupool"] = {
         "metrics": metrics,
         "sampler": sampler,
         "pool": PoolApi.from_env,
-        "ssh": SshServer(),
+        # ssh_recheck: seconds between checks of an open SSH session's token with the hub
+        "ssh": SshServer(recheck_every=float(settings.get("ssh_recheck", RECHECK_EVERY))),
     }
     web_app.add_handlers(
         ".*$",

@@ -16,7 +16,11 @@ privileges, ``/etc/ld.so.preload`` naming HAMi-core for every process), and the 
 variables (``CUDA_DEVICE_*``, ``GPUPOOL_*``, the hub's ``JUPYTERHUB_*``) are set in every
 session with sshd's ``SetEnv``, so ``ssh host cmd`` is limited too.
 
-Traffic on a session counts as activity of the server (the hub's idle culling).
+A session that carries work (ssh_activity.py: more than keepalives) counts as activity
+of the server, for the hub's idle culling and, reported to the pool with the server's
+token, for its GPU-idle culling and its dashboard. Every ``recheck_every`` seconds the
+hub is asked again whether the connection's token is still valid (not the cached answer):
+a token revoked or expired while the session runs ends it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from typing import Any
 
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web, websocket
+
+from .ssh_activity import ActivityMeter, SessionReporter
 
 KEY_HEADER = "X-GpuPool-SSH-Key"
 # an OpenSSH public key line: type, base64 blob, optional comment (dropped)
@@ -67,6 +73,7 @@ KEY_FILE_LIFETIME = 300.0  # seconds; a key file older than sshd's LoginGraceTim
 CHUNK = 64 * 1024  # bytes of sshd's output per WebSocket message
 MAX_MESSAGE = 1024 * 1024  # bytes of one message from the client
 ACTIVITY_EVERY = 10.0  # seconds between activity marks of one session
+RECHECK_EVERY = 60.0  # seconds between checks that an open session's token is still valid
 
 
 class SshUnavailable(Exception):
@@ -112,8 +119,16 @@ class SshServer:
     """This server's sshd settings: its folder (a host key that lasts with the home, so a
     client's known_hosts stays valid), its configuration file and the sessions open now."""
 
-    def __init__(self, home: Path | None = None, sshd: str | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        sshd: str | None = None,
+        *,
+        recheck_every: float = RECHECK_EVERY,
+        report: Any = "pool",
+    ) -> None:
         self._home = home
+        self.recheck_every = recheck_every
         self.sshd = sshd or shutil.which("sshd") or "/usr/sbin/sshd"
         self.lock = threading.Lock()  # one prepare at a time (the host key is made once)
         # the configuration holds the server's token: in a folder of this container's own,
@@ -121,6 +136,10 @@ class SshServer:
         self.runtime = Path(tempfile.mkdtemp(prefix="gpupool-sshd-"))
         self.sessions: dict[str, dict[str, Any]] = {}
         self.ending: set[asyncio.Task[Any]] = set()  # sshd processes being waited for
+        # "pool": this server's reservation with the server's token; None: nobody
+        self.reporter = SessionReporter(
+            self.sessions, **({} if report == "pool" else {"send": report})
+        )
 
     def end(self, proc: asyncio.subprocess.Process) -> None:
         """Stop a session's sshd and wait for it (no zombie left)."""
@@ -262,6 +281,8 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         self.key_path: Path | None = None
         self.pump: asyncio.Task[None] | None = None
         self.stderr_reader: asyncio.Task[None] | None = None
+        self.rechecker: asyncio.Task[None] | None = None
+        self.meter = ActivityMeter()
         self.sid = secrets.token_hex(6)
         self.last_mark = 0.0
         self.closed = False  # on_close may come before open, while get() still awaits
@@ -328,11 +349,15 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         remote = self.request.headers.get("X-Forwarded-For", self.request.remote_ip)
         self.server.sessions[self.sid] = {
             "started": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "from": (remote or "")[:64],
+            "opened": time.monotonic(),
+            "from": "".join(c for c in (remote or "") if " " <= c <= "~")[:64],
+            "meter": self.meter,
         }
+        self.server.reporter.poke()
         self.log.info("gpupool: SSH session %s opened from %s", self.sid, remote)
         self.pump = asyncio.ensure_future(self._pump())
         self.stderr_reader = asyncio.ensure_future(self._log_errors())
+        self.rechecker = asyncio.ensure_future(self._recheck())
 
     async def _pump(self) -> None:
         """sshd's output to the client, one awaited message at a time (a slow client slows
@@ -343,7 +368,7 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
                 chunk = await self.proc.stdout.read(CHUNK)
                 if not chunk:
                     break
-                self._mark_activity()
+                self._mark_activity(len(chunk))
                 await self.write_message(chunk, binary=True)
         except websocket.WebSocketClosedError:
             pass
@@ -364,14 +389,44 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         if isinstance(message, str) or self.proc is None or self.proc.stdin is None:
             self.close(1003, "binary messages only")
             return
-        self._mark_activity()
+        self._mark_activity(len(message))
         try:
             self.proc.stdin.write(message)
             await self.proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             self.close()
 
-    def _mark_activity(self) -> None:
+    async def _recheck(self) -> None:
+        """Close the session when the hub no longer accepts its token (revoked, expired,
+        or no longer allowed on this server). A hub that does not answer ends nothing."""
+        hub_auth = getattr(self.identity_provider, "hub_auth", None)
+        token = hub_auth.get_token(self) if hub_auth is not None else None
+        if not token:
+            return  # not behind a hub: jupyter-server's own token does not change
+        while True:
+            await asyncio.sleep(self.server.recheck_every)
+            try:
+                who = await hub_auth.user_for_token(token, use_cache=False, sync=False)
+            except Exception as e:  # the hub is away: the session goes on
+                self.log.warning(
+                    "gpupool: SSH session %s: cannot recheck its token: %s", self.sid, e
+                )
+                continue
+            owner = _owner_of_server()
+            if (
+                not who
+                or (owner is not None and who.get("name") != owner)
+                or not hub_auth.check_scopes(hub_auth.access_scopes, who)
+            ):
+                self.log.warning(
+                    "gpupool: SSH session %s closed: the hub no longer accepts its token", self.sid
+                )
+                self.close(1008, "the hub no longer accepts this token")
+                return
+
+    def _mark_activity(self, size: int) -> None:
+        if not self.meter.record(size):
+            return  # keepalives and the like: not work
         now = asyncio.get_running_loop().time()
         if now - self.last_mark >= ACTIVITY_EVERY:
             self.last_mark = now
@@ -381,8 +436,9 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
 
     def on_close(self) -> None:
         self.closed = True
-        self.server.sessions.pop(self.sid, None)
-        for task in (self.pump, self.stderr_reader):
+        if self.server.sessions.pop(self.sid, None) is not None:
+            self.server.reporter.poke()
+        for task in (self.pump, self.stderr_reader, self.rechecker):
             if task is not None and not task.done():
                 task.cancel()
         if self.key_path is not None:

@@ -243,12 +243,15 @@ class CullingSettings:
     """The expensive kind of idle: a server whose GPUs showed no utilization (at most
     ``busy_percent``) for ``gpu_idle_timeout`` seconds is stopped by the pool, after a
     notice ``warn_before`` seconds ahead. 0 turns it off. ``server_idle_timeout`` runs
-    jupyterhub-idle-culler for the cheap kind: no activity in the lab."""
+    jupyterhub-idle-culler for the cheap kind: no activity in the lab. With
+    ``count_ssh`` an SSH session that carries work counts as use of the server's GPUs:
+    someone is at it (gpupool.pool.ssh_sessions)."""
 
     gpu_idle_timeout: float = 0.0
     server_idle_timeout: float = 0.0
     warn_before: float = 900.0
     busy_percent: int = 1
+    count_ssh: bool = True
 
     @property
     def enabled(self) -> bool:

@@ -160,6 +160,11 @@ POOL: dict[str, Any] = {
                     "description": "GPU utilization (%) at or below which a GPU counts as idle "
                     "(default 1)",
                 },
+                "count_ssh": {
+                    "type": "boolean",
+                    "description": "an SSH session on the server that carries work keeps it "
+                    "from GPU-idle culling, as GPU use does (default true)",
+                },
             },
         },
         "slices": {

@@ -11,6 +11,7 @@ user. Observers see the same page without the buttons; everyone else gets 403.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from markupsafe import Markup
@@ -23,6 +24,7 @@ from .nodes_api import node_json
 from .pages import PageHandler, _age, _gpus
 from .patterns import ID_RE
 from .release import Refused, stop_and_release
+from .ssh_sessions import SshReport
 from .web import ApiError
 
 COLORS = ("#0969da", "#8250df", "#bf3989", "#1a7f37", "#9a6700", "#cf222e", "#0550ae", "#6639ba")
@@ -85,6 +87,24 @@ def _gpu_view(g: dict[str, Any], held: list[tuple[Any, Any]], hist: list[Any]) -
     }
 
 
+def _ssh_view(report: SshReport | None, now: dt.datetime) -> dict[str, Any] | None:
+    """The SSH sessions of one server as the dashboard lists them; None when none."""
+    if report is None:
+        return None
+    when = report.last_activity
+    at = dt.datetime.fromtimestamp(when, dt.timezone.utc) if when is not None else None
+    n = len(report.sessions)
+    return {
+        "n": n,
+        "text": f"{n} SSH session{'s' if n != 1 else ''}",
+        "active": f"active {_age(now, at)} ago" if at is not None else "no work yet",
+        "tip": "; ".join(
+            f"from {s.source or 'unknown'}, opened {_age(now, s.to_dt())} ago"
+            for s in report.sessions
+        ),
+    }
+
+
 class AdminPage(PageHandler):
     @web.authenticated
     async def get(self) -> None:
@@ -120,6 +140,7 @@ class AdminPage(PageHandler):
             ("GPUs", str(sum(len(n["gpus"]) for n in nodes))),
             ("GPU memory reserved", f"{100 * mem_res / mem_total:.0f} %"),
             ("Reservations", str(len(active))),
+            ("SSH sessions", str(sum(len(r.sessions) for r in map(ctx.ssh.get, costs) if r))),
             ("Cost so far (active)", f"{sum(costs.values()):.2f}"),
             ("Alerts", str(len(alerts))),
         ]
@@ -182,6 +203,7 @@ class AdminPage(PageHandler):
                     "age": _age(now, r.created_at),
                     "age_s": f"{(now - accounting.aware(r.created_at)).total_seconds():.0f}",
                     "cost": costs[r.id],
+                    "ssh": _ssh_view(ctx.ssh.get(r.id), now),
                 }
             )
         for u in users.values():

@@ -24,3 +24,14 @@ def _validator(schema: str) -> Draft202012Validator:
 def allows(schema: str, value: Any) -> bool:
     """Whether ``value`` matches the document's component schema ``schema``."""
     return bool(_validator(schema).is_valid(value))
+
+
+def first_problem(schema: str, value: Any) -> str | None:
+    """What is wrong with ``value`` against the component schema ``schema``, naming the
+    field (as a path like ``sessions/0/id``) and what is allowed; None when it matches."""
+    errors = sorted(_validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    e = errors[0]
+    where = "/".join(str(p) for p in e.absolute_path) or "the body"
+    return f"{where}: {e.message[:300]}"

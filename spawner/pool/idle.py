@@ -12,6 +12,9 @@ time counts from the last busy reading. Conservative where unsure:
   keeps it alive (NVML has no per-process SM figure the agent can trust);
 - the clock starts when the service starts (idle time is not persisted).
 
+With ``count_ssh`` (the default), an SSH session on the server that carried work
+(``ssh_sessions``: the server's own report) counts as a busy reading at that time.
+
 ``warn_before`` seconds ahead, a notice goes to the ledger (the lab fetches it from
 ``GET api/notices``); a busy reading withdraws it. At the timeout the notice's stop
 reason is set (it becomes the reservation's release reason) and the hub is asked to
@@ -60,6 +63,7 @@ class IdleCuller:
         stale_after: float = 30.0,
         clock: Callable[[], float] = time.time,
         log: logging.Logger | None = None,
+        ssh_activity: Callable[[str], float | None] | None = None,
     ):
         self.settings = settings
         self.ledger = ledger
@@ -68,6 +72,8 @@ class IdleCuller:
         self.stale_after = stale_after
         self.clock = clock
         self.log = log or logging.getLogger("gpupool.idle")
+        # when an SSH session on a reservation's server last carried work (ssh_sessions)
+        self.ssh_activity = ssh_activity if settings.count_ssh else None
         self.util: dict[str, tuple[float, int | None]] = {}  # GPU uuid -> (read at, %)
         self.tracked: dict[str, Tracked] = {}
         self.stopped: list[tuple[str, str]] = []  # (reservation, reason), for tests and logs
@@ -110,6 +116,11 @@ class IdleCuller:
             t = self.tracked.get(r.id)
             if t is None:
                 t = self.tracked[r.id] = Tracked(last_busy=now, seen_at=now)
+            ssh = self.ssh_activity(r.id) if self.ssh_activity is not None else None
+            if ssh is not None and ssh > t.last_busy:
+                # someone works on the server over SSH: as good as a busy reading
+                t.last_busy = min(ssh, now)
+                await self._withdraw(r, t, "SSH session active")
             if busy is None:
                 continue
             if now - t.seen_at > self.stale_after:  # readings came back after a gap
@@ -117,12 +128,7 @@ class IdleCuller:
             t.seen_at = now
             if busy:
                 t.last_busy = now
-                if t.warned and t.stop_asked is None:
-                    await self.ledger_call(self.ledger.clear_notice, r.id, KIND)
-                    t.warned = False
-                    self.log.info(
-                        "reservation %s of %s: GPU busy again, notice withdrawn", r.id, r.owner
-                    )
+                await self._withdraw(r, t, "GPU busy again")
                 continue
             idle = now - t.last_busy
             stop_at = t.last_busy + s.gpu_idle_timeout
@@ -133,13 +139,21 @@ class IdleCuller:
                 msg = (
                     f"The GPUs of your server ({r.spec} on {r.node}) have been idle for "
                     f"{minutes(idle)}. The pool stops this server at {at:%H:%M} UTC unless they "
-                    "are used before then. Save your work; your home folder is kept."
+                    f"are used{' (or the server over SSH)' if self.ssh_activity else ''} before "
+                    "then. Save your work; your home folder is kept."
                 )
                 if await self.ledger_call(self.ledger.set_notice, r.id, KIND, msg, at):
                     t.warned = True
                     self.log.info(
                         "reservation %s of %s: GPU idle %s, warned", r.id, r.owner, minutes(idle)
                     )
+
+    async def _withdraw(self, r: Reservation, t: Tracked, why: str) -> None:
+        """Take back the idle notice of ``r``, unless its stop was asked already."""
+        if t.warned and t.stop_asked is None:
+            await self.ledger_call(self.ledger.clear_notice, r.id, KIND)
+            t.warned = False
+            self.log.info("reservation %s of %s: %s, notice withdrawn", r.id, r.owner, why)
 
     async def _stop(self, r: Reservation, t: Tracked, idle: float, now: float) -> None:
         if t.stop_asked is not None and now - t.stop_asked < 60:

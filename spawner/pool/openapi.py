@@ -9,7 +9,15 @@ from typing import Any
 
 from gpupool import __version__
 
-from . import datasets_api, health_api, nodes_api, reservations_api, specs_api, usage_api
+from . import (
+    datasets_api,
+    health_api,
+    nodes_api,
+    reservations_api,
+    specs_api,
+    ssh_api,
+    usage_api,
+)
 from .openapi_parts import AUTH_ERRORS, ERR, json_answer
 from .schemas import SCHEMAS
 from .trainings import api as trainings_api
@@ -19,6 +27,7 @@ DESCRIBED = (
     specs_api,
     datasets_api,
     reservations_api,
+    ssh_api,
     nodes_api,
     health_api,
     usage_api,

@@ -11,6 +11,7 @@ from gpupool.job import STATES
 
 from .openapi_parts import ref
 from .patterns import CONTAINER_NAME_RE, ID_RE
+from .ssh_sessions import MAX_AGE, MAX_SESSIONS
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -153,6 +154,66 @@ SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "released_at": {"type": ["string", "null"], "format": "date-time"},
             "release_reason": {"type": ["string", "null"]},
+        },
+    },
+    "SshReport": {
+        "type": "object",
+        "description": "The SSH sessions open on a server now, as its lab extension sees them "
+        "(it sends the whole list; the list replaces the last one)",
+        "additionalProperties": False,
+        "required": ["sessions"],
+        "properties": {
+            "sessions": {
+                "type": "array",
+                "maxItems": MAX_SESSIONS,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["id", "open_s"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[0-9a-f]{4,32}$"},
+                        "from": {
+                            "type": "string",
+                            "maxLength": 64,
+                            "pattern": "^[ -~]*$",
+                            "description": "where the client connected from",
+                        },
+                        "open_s": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": MAX_AGE,
+                            "description": "seconds since the session opened",
+                        },
+                        "idle_s": {
+                            "type": ["number", "null"],
+                            "minimum": 0,
+                            "maximum": MAX_AGE,
+                            "description": "seconds since it last carried work; null: not yet",
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "SshSessions": {
+        "type": "object",
+        "required": ["reservation", "sessions"],
+        "properties": {
+            "reservation": {"type": "string"},
+            "reported_at": {"type": ["string", "null"], "format": "date-time"},
+            "last_activity": {"type": ["string", "null"], "format": "date-time"},
+            "sessions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "from": {"type": "string"},
+                        "opened": {"type": "string", "format": "date-time"},
+                        "last_activity": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+            },
         },
     },
     "Node": {

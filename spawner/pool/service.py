@@ -23,7 +23,16 @@ from traitlets.config import Application
 from gpupool import __version__
 from gpupool.catalog import CatalogError, config_dir, load_catalog
 
-from . import datasets_api, health_api, nodes_api, reservations_api, root_api, specs_api, usage_api
+from . import (
+    datasets_api,
+    health_api,
+    nodes_api,
+    reservations_api,
+    root_api,
+    specs_api,
+    ssh_api,
+    usage_api,
+)
 from .admin_pages import admin_routes
 from .alerts import Alerts
 from .health import Monitor
@@ -50,6 +59,7 @@ API_MODULES = (
     root_api,
     specs_api,
     reservations_api,
+    ssh_api,
     nodes_api,
 )
 
@@ -218,6 +228,7 @@ class PoolService(Application):
             ctx.stop_server,
             stale_after=max(30.0, 5 * hs.probe_interval + hs.probe_timeout),
             log=self.log,
+            ssh_activity=ctx.ssh.last_activity,
         )
         watchdog = SliceWatchdog(
             catalog.pool.slices,

@@ -30,6 +30,7 @@ from .contract import allows
 from .ledger import Ledger, Reservation
 from .limits import DEFAULT_MAX_BODY, WRITES, RateLimiter
 from .paging import BadPage, page_of, time_page
+from .ssh_sessions import SshSessions
 
 T = TypeVar("T")
 
@@ -70,6 +71,7 @@ class PoolContext:
         self.hub_auth = hub_auth
         self.monitor: Any = None  # the health monitor (health.Monitor), set by the service
         self.trainings: Any = None  # the trainings dispatcher (trainings.dispatch), likewise
+        self.ssh = SshSessions()  # what each server last reported of its SSH sessions
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-ledger")
         limits = catalog.pool.limits
         self.write_limiter = RateLimiter(limits.writes_per_minute / 60, limits.write_burst)

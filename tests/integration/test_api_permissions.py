@@ -367,3 +367,53 @@ def test_quota_through_the_api_and_usage_by_role(hub: Hub, who: Callers, clean: 
     assert any(",gpu-limited,lim," in line for line in groups_csv[1:]), groups_csv
     bad = call(hub, "GET", "/usage.csv?by=team", who.observer)
     assert bad.status_code == 400 and "use user or group" in bad.json()["message"]
+
+
+def test_ssh_sessions_are_reported_by_the_owner_only(hub: Hub, who: Callers, clean: None) -> None:
+    """PUT api/reservations/{id}/ssh, as a server's lab extension sends it: the owner's
+    report is kept and shown to the owner, observers and the dashboard; bob cannot see or
+    feed alice's (404), admins and observers cannot report for her (403); a malformed or
+    flooding report is refused naming the field and leaves the last one as it was."""
+    mine = reserve(hub, "alice", spec="cpu-1", server_name="").json()
+    path = f"/reservations/{mine['id']}/ssh"
+    empty = call(hub, "GET", path, who.a).json()
+    assert empty["sessions"] == [] and empty["reported_at"] is None
+    one = {"id": "0a1b2c3d4e5f", "from": "203.0.113.9", "open_s": 600, "idle_s": 12}
+    got = call(hub, "PUT", path, who.a, json={"sessions": [one]})
+    assert got.status_code == 200, got.text
+    (s,) = got.json()["sessions"]
+    assert s["from"] == "203.0.113.9" and s["last_activity"] == got.json()["last_activity"]
+    for caller in (who.a, who.observer, who.admin):
+        assert call(hub, "GET", path, caller).json()["sessions"] == [s]
+    assert call(hub, "GET", path, who.b).status_code == 404
+    assert call(hub, "PUT", path, who.b, json={"sessions": []}).status_code == 404
+    for caller in (who.observer, who.admin):
+        r = call(hub, "PUT", path, caller, json={"sessions": []})
+        assert r.status_code == 403 and "owner" in r.json()["message"]
+    bad = [
+        ({"sessions": [{**one, "id": "../../x"}]}, "sessions/0/id"),
+        ({"sessions": [{**one, "open_s": -1}]}, "sessions/0/open_s"),
+        ({"sessions": [{**one, "from": "x\n" * 10}]}, "sessions/0/from"),
+        ({"sessions": [{**one, "shell": "bash"}]}, "sessions/0"),
+        ({"sessions": [one, one]}, "appears twice"),
+        ({"sessions": [{**one, "id": f"{i:04x}"} for i in range(33)]}, "sessions"),
+        ({"sesions": []}, "the body"),
+    ]
+    for body, named in bad:
+        r = call(hub, "PUT", path, who.a, json=body)
+        assert r.status_code == 400 and named in r.json()["message"], (body, r.text)
+    assert call(hub, "GET", path, who.a).json()["sessions"] == [s]  # unchanged
+    # the dashboard lists them with the reservation
+    page = requests.get(
+        f"{hub.pool.rsplit('/api', 1)[0]}/admin",
+        headers={"Authorization": f"token {who.observer}"},
+        timeout=30,
+    )
+    assert page.ok and "1 SSH session · active 0 min ago" in page.text, page.text[-2000:]
+    # a training's reservation has no SSH sessions to report
+    job = call(
+        hub, "POST", "/reservations", hub.automation_token,
+        json={"spec": "cpu-1", "owner": "alice", "kind": "training"},
+    ).json()  # fmt: skip
+    r = call(hub, "PUT", f"/reservations/{job['id']}/ssh", who.a, json={"sessions": []})
+    assert r.status_code == 409 and "training" in r.json()["message"]

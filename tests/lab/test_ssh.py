@@ -266,3 +266,120 @@ def test_first_connections_at_once_make_one_host_key(tmp_path):
         assert sorted(k.name for k in keys) == ["host_ed25519", "host_ed25519.pub"]
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def fetch_through(port: int, timeout: float = 20) -> bytes:
+    """GET / on 127.0.0.1:port (the local end of a forward), retried until it answers."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            if data:
+                return data
+        except OSError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"nothing answered on 127.0.0.1:{port}")
+        await asyncio.sleep(0.3)
+
+
+async def socks5_get(proxy_port: int, host: str, port: int) -> tuple[int, bytes]:
+    """GET / to host:port through a SOCKS5 proxy (ssh -D): (SOCKS reply code, answer)."""
+    for _ in range(60):
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+            break
+        except OSError:
+            await asyncio.sleep(0.3)
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    name = host.encode()
+    writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + port.to_bytes(2, "big"))
+    try:
+        head = await reader.readexactly(4)
+    except asyncio.IncompleteReadError:
+        return -1, b""  # ssh closes the connection when its server refuses the channel
+    if head[1] != 0:
+        writer.close()
+        return head[1], b""
+    await reader.readexactly(
+        {1: 4 + 2, 4: 16 + 2}.get(head[3], 0) or (await reader.readexactly(1))[0] + 2
+    )
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return 0, data
+
+
+async def test_a_vs_code_like_client_starts_a_server_and_forwards_to_it(ssh_env):
+    """What VS Code's Remote-SSH does: a remote command starts a listener on the server's
+    loopback (in the background, so it outlives the command) and prints its port; then a
+    forward to it, local (-L) and dynamic (-D, SOCKS, its 'local server' mode), carries
+    requests to that process. A forward anywhere but the server's own loopback is refused."""
+    remote_port, local_port, socks_port = free_port(), free_port(), free_port()
+    (ssh_env["home"] / "served").mkdir()
+    (ssh_env["home"] / "served" / "index.html").write_text("hello from the server\n")
+    start = (
+        f"setsid nohup {sys.executable} -m http.server --directory {ssh_env['home'] / 'served'} "
+        f"--bind 127.0.0.1 {remote_port} >/dev/null 2>&1 < /dev/null & echo listeningOn={remote_port}"
+    )
+    rc, out, err = await run("ssh", *ssh_options(ssh_env), "server", start)
+    assert rc == 0 and f"listeningOn={remote_port}" in out, err
+    forward = await asyncio.create_subprocess_exec(
+        "ssh", *ssh_options(ssh_env), "-N", "-o", "ExitOnForwardFailure=yes",
+        "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}",
+        "-D", f"127.0.0.1:{socks_port}",
+        "server",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert forward.stderr is not None
+    try:
+        assert b"hello from the server" in await fetch_through(local_port)
+        code, data = await socks5_get(socks_port, "localhost", remote_port)
+        assert code == 0 and b"hello from the server" in data
+        # not a relay: another address, even one on this machine's loopback, is refused
+        # by sshd's PermitOpen before any connection is made
+        code, _ = await socks5_get(socks_port, "127.0.0.2", remote_port)
+        assert code != 0
+    finally:
+        forward.terminate()
+        await forward.wait()
+        await run("pkill", "-f", f"http.server --directory .* {remote_port}")
+    said = (await forward.stderr.read()).decode()
+    assert "administratively prohibited" in said, said
+
+
+async def test_open_sessions_are_reported_and_closing_the_last_says_so(ssh_env, jp_serverapp):
+    """What the pool is told (PUT api/reservations/{id}/ssh, here a recorder): the session
+    with where it came from and its work (the login itself is work), then none."""
+    reports: list[list[dict[str, Any]]] = []
+    server = SshServer(home=ssh_env["home"], report=reports.append)
+    jp_serverapp.web_app.settings["gpupool"]["ssh"] = server
+    session = await asyncio.create_subprocess_exec(
+        "ssh", *ssh_options(ssh_env), "server", "sleep 3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    for _ in range(100):
+        if reports and reports[-1]:
+            break
+        await asyncio.sleep(0.1)
+    (s,) = reports[-1]
+    assert set(s) == {"id", "from", "open_s", "idle_s"} and s["from"] == "127.0.0.1"
+    assert s["idle_s"] is not None and s["idle_s"] < 5  # the key exchange was work
+    assert await session.wait() == 0
+    for _ in range(100):
+        if reports[-1] == []:
+            break
+        await asyncio.sleep(0.1)
+    assert reports[-1] == [] and server.sessions == {}

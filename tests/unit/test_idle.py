@@ -193,3 +193,54 @@ async def test_a_pending_stop_is_never_replaced_or_withdrawn(world) -> None:  # 
     assert ledger.stops_pending() == {r.id: "stopped by the hub"}
     ledger.release(r.id, "stopped by the hub")
     assert ledger.stops_pending() == {} and ledger.notices() == []
+
+
+async def test_ssh_work_counts_as_gpu_use_and_a_stale_report_does_not(world) -> None:  # type: ignore[no-untyped-def]
+    """An SSH session that carried work (as the server reported it) withdraws the notice
+    and restarts the clock; a report the server stopped refreshing counts for nothing."""
+    from gpupool.pool.ssh_sessions import SshSessions
+
+    catalog, ledger, clock, hub, _ = world
+    sessions = SshSessions(stale_after=120, clock=clock)
+    settings = CullingSettings(gpu_idle_timeout=3600, warn_before=600, busy_percent=1)
+    culler = IdleCuller(
+        settings, ledger, call, hub.stop, stale_after=30, clock=clock,
+        ssh_activity=sessions.last_activity,
+    )  # fmt: skip
+    r = ledger.reserve(catalog.spec("a100-40g"), "alice", server_name="lab")
+    other = ledger.reserve(catalog.spec("a100-40g"), "bob", server_name="")
+    idle = lambda: [sample(r, 0), sample(other, 0)]  # noqa: E731
+    await run_for(culler, clock, 3100, idle)
+    assert {n["reservation"] for n in ledger.notices()} == {r.id, other.id}
+    # alice types in an SSH session opened 20 min ago, 5 s before the report
+    sessions.report(r.id, "alice", [{"id": "ab12", "open_s": 1200, "idle_s": 5}])
+    await run_for(culler, clock, 10, idle)
+    assert [n["reservation"] for n in ledger.notices()] == [other.id]  # bob's stays
+    # no more reports (the server stopped sending them): the clock runs from the work, at
+    # t = 3095 s, and bob's from the start
+    await run_for(culler, clock, 2970, idle)  # t = 6080 s
+    assert hub.stops == [("bob", "")] and ledger.notices("alice") == []
+    await run_for(culler, clock, 20, idle)
+    assert [n["reservation"] for n in ledger.notices("alice")] == [r.id]
+    await run_for(culler, clock, 600, idle)
+    assert hub.stops == [("bob", ""), ("alice", "lab")]
+
+
+async def test_ssh_does_not_count_when_the_pool_says_so(world) -> None:  # type: ignore[no-untyped-def]
+    from gpupool.pool.ssh_sessions import SshSessions
+
+    catalog, ledger, clock, hub, _ = world
+    sessions = SshSessions(stale_after=120, clock=clock)
+    settings = CullingSettings(gpu_idle_timeout=3600, warn_before=600, count_ssh=False)
+    culler = IdleCuller(
+        settings, ledger, call, hub.stop, stale_after=30, clock=clock,
+        ssh_activity=sessions.last_activity,
+    )  # fmt: skip
+    r = ledger.reserve(catalog.spec("a100-40g"), "alice", server_name="")
+
+    def idle_but_typing() -> list[dict[str, Any]]:
+        sessions.report(r.id, "alice", [{"id": "ab12", "open_s": 9999, "idle_s": 1}])
+        return [sample(r, 0)]
+
+    await run_for(culler, clock, 3610, idle_but_typing)
+    assert hub.stops == [("alice", "")]

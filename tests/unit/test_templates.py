@@ -80,6 +80,8 @@ def views() -> dict[str, dict[str, Any]]:
         "age": "1 min",
         "age_s": "60",
         "cost": 1.5,
+        # where an SSH client came from is the server's report: the user's to make up
+        "ssh": {"n": 1, "text": EVIL, "active": EVIL, "tip": EVIL},
     }
     alert = {"node": EVIL, "kind": EVIL, "message": EVIL, "severity": "critical"}
     return {
