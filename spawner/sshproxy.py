@@ -4,10 +4,15 @@ It opens the WebSocket ``…/user/<name>/[<server>/]gpupool/ssh`` through the hu
 with the user's hub token, names the public key ssh will offer, and then carries ssh's
 bytes both ways (standard input and output), as ``websocat --binary`` would. Python's
 standard library only: it runs on the user's own machine, where nothing of gpupool but
-this file may be installed (``python3 sshproxy.py …`` works as well).
+this file may be installed (``python3 sshproxy.py …`` works as well). POSIX only (Linux,
+macOS, WSL): it waits on standard input with ``select``, which Windows does not offer.
+
+One thread does all the carrying: over ``wss://`` the connection is one OpenSSL object,
+which must not be read and written from two threads at once.
 
 The token is read from a file (``--token-file``, mode 0600) or ``GPUPOOL_TOKEN``, never
-from the command line, where other users of the machine could read it.
+from the command line, where other users of the machine could read it. A hub whose
+certificate a site's own CA signed is trusted with ``--cacert`` (or ``SSL_CERT_FILE``).
 """
 
 from __future__ import annotations
@@ -19,22 +24,34 @@ import json
 import os
 import re
 import secrets
+import select
 import socket
 import ssl
 import struct
 import sys
-import threading
-from typing import BinaryIO
+import time
+from collections import deque
+from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 KEY_HEADER = "X-GpuPool-SSH-Key"
 MAX_FRAME = 16 * 1024 * 1024  # bytes of one message from the server
-CHUNK = 64 * 1024
+MAX_HEAD = 64 * 1024  # bytes of the server's answer to the upgrade, headers or body
+CHUNK = 256 * 1024  # bytes read at once from standard input or the socket
+BACKLOG = 4 * 1024 * 1024  # bytes waiting for one side before the other is read no more
+LINGER = 3.0  # seconds of silence after which the end stops waiting for the server's close
+CLOSE_NORMAL = struct.pack("!H", 1000)
+# what a non-blocking read or write says when it has to wait (TLS may need either way)
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class ProxyError(Exception):
     """The connection could not be made; the message says why."""
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
 
 
 def frame(payload: bytes, opcode: int = 2, mask: bytes | None = None) -> bytes:
@@ -60,39 +77,66 @@ def _xor(data: bytes, mask: bytes) -> bytes:
     return n.to_bytes(len(data), "big")
 
 
-def read_exact(sock: BinaryIO, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        more = sock.read(n - len(data))
-        if not more:
-            raise EOFError("the server closed the connection")
-        data += more
-    return data
-
-
-def read_frame(sock: BinaryIO) -> tuple[int, bytes]:
-    """(opcode, payload) of the server's next frame; ProxyError on one that breaks the
-    protocol or passes MAX_FRAME."""
-    b0, b1 = read_exact(sock, 2)
-    opcode, masked, n = b0 & 0x0F, b1 & 0x80, b1 & 0x7F
-    if n == 126:
-        (n,) = struct.unpack("!H", read_exact(sock, 2))
-    elif n == 127:
-        (n,) = struct.unpack("!Q", read_exact(sock, 8))
+def frame_length(buf: bytes | bytearray) -> int:
+    """Bytes that the frame at the start of ``buf`` takes, as far as ``buf`` tells: the
+    header's length while the header is incomplete, then the whole frame's. The frame is
+    complete when ``len(buf)`` reaches it; ProxyError when it would pass MAX_FRAME."""
+    if len(buf) < 2:
+        return 2
+    n, head = buf[1] & 0x7F, 2 + (4 if buf[1] & 0x80 else 0)
+    if n >= 126:
+        size = 2 if n == 126 else 8
+        head += size
+        if len(buf) < 2 + size:
+            return head
+        n = int.from_bytes(buf[2 : 2 + size], "big")
     if n > MAX_FRAME:
         raise ProxyError(f"the server sent a message of {n} bytes (at most {MAX_FRAME})")
-    mask = read_exact(sock, 4) if masked else None
-    payload = read_exact(sock, n)
-    if mask:
-        payload = _xor(payload, mask)
+    return head + n
+
+
+def next_frame(buf: bytearray) -> tuple[int, bytes] | None:
+    """(opcode, payload) of the first frame in ``buf``, taken out of it; None while that
+    frame has not arrived whole (the rest comes in later reads)."""
+    total = frame_length(buf)
+    if len(buf) < total:
+        return None
+    opcode, masked, n = buf[0] & 0x0F, buf[1] & 0x80, buf[1] & 0x7F
+    start = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+    if masked:  # a server must not mask, but reading it costs nothing
+        mask = bytes(buf[start : start + 4])
+        payload = _xor(bytes(buf[start + 4 : total]), mask)
+    else:
+        payload = bytes(buf[start:total])
+    del buf[:total]
     return opcode, payload
 
 
+def read_frame(stream: BinaryIO) -> tuple[int, bytes]:
+    """(opcode, payload) of the next frame of a blocking stream; EOFError at its end,
+    ProxyError on a frame that passes MAX_FRAME."""
+    buf = bytearray()
+    while len(buf) < (need := frame_length(buf)):
+        more = stream.read(need - len(buf))
+        if not more:
+            raise EOFError("the server closed the connection")
+        buf += more
+    got = next_frame(buf)
+    assert got is not None  # the loop above read the whole frame
+    return got
+
+
 def handshake(
-    url: str, token: str, key: str, *, timeout: float = 30
-) -> tuple[socket.socket, BinaryIO]:
-    """The open WebSocket (its socket and a buffered reader); ProxyError with the hub's or
-    the server's answer when it is refused."""
+    url: str,
+    token: str,
+    key: str,
+    *,
+    timeout: float = 30,
+    context: ssl.SSLContext | None = None,
+) -> tuple[socket.socket, bytes]:
+    """The open WebSocket and the bytes of it that came with the server's answer (frames
+    may follow the 101 in the same read); ProxyError with the hub's or the server's answer
+    when it is refused. ``context`` verifies a wss:// server (default: the system's CAs)."""
     u = urlsplit(url)
     if u.scheme not in ("ws", "wss", "http", "https") or not u.hostname:
         raise ProxyError(f"{url}: not a ws://, wss://, http:// or https:// URL")
@@ -101,7 +145,8 @@ def handshake(
     try:
         sock = socket.create_connection((u.hostname, port), timeout=timeout)
         if secure:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=u.hostname)
+            context = context or ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=u.hostname)
     except OSError as e:
         raise ProxyError(f"cannot reach {u.hostname}:{port}: {e}") from None
     nonce = base64.b64encode(secrets.token_bytes(16)).decode()
@@ -111,28 +156,58 @@ def handshake(
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\n"
         f"Authorization: token {token}\r\n{KEY_HEADER}: {key}\r\n\r\n"
     )
-    sock.sendall(request.encode())
-    reader = sock.makefile("rb")
-    status = reader.readline(8192).decode("latin-1").strip()
-    headers: dict[str, str] = {}
-    for _ in range(100):  # header lines, at most
-        line = reader.readline(8192).decode("latin-1").strip()
-        if not line:
-            break
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    parts = status.split(" ", 2)
-    if len(parts) < 2 or parts[1] != "101":
-        length = headers.get("content-length", "")
-        body = (
-            reader.read(min(int(length), 64 * 1024)) if re.fullmatch(r"[0-9]{1,9}", length) else b""
-        )
-        raise ProxyError(f"{url} answered {_printable(status) or 'nothing'}: {_reason(body)}")
+    try:
+        sock.sendall(request.encode())
+        head, rest, whole = _read_head(sock)
+        lines = head.decode("latin-1").split("\r\n")
+        status = lines[0].strip()
+        headers: dict[str, str] = {}
+        for line in lines[1:101]:  # header lines, at most
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        parts = status.split(" ", 2)
+        if len(parts) < 2 or parts[1] != "101":
+            body = _read_body(sock, rest, headers.get("content-length", ""))
+            raise ProxyError(f"{url} answered {_printable(status) or 'nothing'}: {_reason(body)}")
+    except OSError as e:
+        sock.close()
+        raise ProxyError(f"{url}: no answer ({e})") from None
+    except ProxyError:
+        sock.close()
+        raise
     want = base64.b64encode(hashlib.sha1((nonce + GUID).encode()).digest()).decode()
-    if headers.get("sec-websocket-accept") != want:
+    if not whole or headers.get("sec-websocket-accept") != want:
+        sock.close()
         raise ProxyError(f"{url}: not a WebSocket answer")
     sock.settimeout(None)
-    return sock, reader
+    return sock, rest
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes, bool]:
+    """The answer's status line and headers, the bytes read past them, and whether the
+    blank line that ends the headers came (within MAX_HEAD). Read from the socket itself,
+    not a buffered file, so that nothing after the headers stays behind in a buffer."""
+    buf = bytearray()
+    while (end := buf.find(b"\r\n\r\n")) < 0 and len(buf) < MAX_HEAD:
+        more = sock.recv(4096)
+        if not more:
+            break
+        buf += more
+    if end < 0:
+        return bytes(buf[:MAX_HEAD]), b"", False
+    return bytes(buf[:end]), bytes(buf[end + 4 :]), True
+
+
+def _read_body(sock: socket.socket, body: bytes, length: str) -> bytes:
+    """A refusal's body, as far as Content-Length says and MAX_HEAD allows."""
+    want = min(int(length), MAX_HEAD) if re.fullmatch(r"[0-9]{1,9}", length) else 0
+    data = bytearray(body[:want])
+    try:
+        while len(data) < want and (more := sock.recv(want - len(data))):
+            data += more
+    except OSError:
+        pass  # what came is enough to say why
+    return bytes(data)
 
 
 def _printable(text: str) -> str:
@@ -150,38 +225,168 @@ def _reason(body: bytes) -> str:
     return _printable(text.strip())[:500] or "(no message)"
 
 
-def carry(sock: socket.socket, reader: BinaryIO, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    """ssh's bytes both ways until either side ends; the exit status."""
-    lock = threading.Lock()
+class _Carrier:
+    """The state of one carrying: what each side has sent that the other has not taken
+    yet, and how far the closing handshake has come."""
 
-    def send(data: bytes, opcode: int = 2) -> None:
-        with lock:
-            sock.sendall(frame(data, opcode))
+    def __init__(self, sock: socket.socket, fd_in: int, fd_out: int, buffered: bytes) -> None:
+        self.sock, self.fd_in, self.fd_out = sock, fd_in, fd_out
+        self.inbuf = bytearray(buffered)  # from the server, not yet a whole frame
+        self.up = bytearray()  # frames for the server
+        self.down: deque[memoryview] = deque()  # payloads for standard output, unjoined
+        self.down_size = 0
+        self.reading_input = True
+        self.output_gone = False
+        self.close_sent = False
+        self.server_done = False  # its close frame came, or its end of the connection
+        self.read_wants_write = False  # TLS: a read must first send something
+        self.deadline: float | None = None
+        self.chunk = memoryview(bytearray(CHUNK))  # one buffer for every read
 
-    def upstream() -> None:
-        try:
-            while chunk := stdin.read1(CHUNK) if hasattr(stdin, "read1") else stdin.read(CHUNK):
-                send(chunk)
-            send(struct.pack("!H", 1000), opcode=8)
-        except OSError:
-            pass
-
-    threading.Thread(target=upstream, daemon=True).start()
-    try:
+    def run(self, linger: float) -> None:
+        sock, tls = self.sock, isinstance(self.sock, ssl.SSLSocket)
+        sock.setblocking(False)
+        self.parse(linger)
         while True:
-            opcode, payload = read_frame(reader)
+            now = time.monotonic()
+            if self.deadline is not None and now >= self.deadline:
+                return
+            if self.server_done and not self.down and not self.up:
+                return
+            read_sock = not self.server_done and self.down_size < BACKLOG
+            rl: list[HasFileno | int] = [sock] if read_sock else []
+            wl: list[HasFileno | int] = [sock] if self.up or self.read_wants_write else []
+            if self.reading_input and len(self.up) < BACKLOG:
+                rl.append(self.fd_in)
+            if self.down:
+                wl.append(self.fd_out)
+            # TLS may hold decrypted bytes that select cannot see: the rest of a record that
+            # an earlier read (the handshake's, 4 KiB at a time) took only in part
+            pending = read_sock and tls and sock.pending() > 0  # type: ignore[attr-defined]
+            wait = None if self.deadline is None else self.deadline - now
+            r, w, _ = select.select(rl, wl, [], 0 if pending else wait)
+            if self.deadline is not None and (r or w):  # the end waits for silence only
+                self.deadline = time.monotonic() + linger
+            if pending or sock in r or (self.read_wants_write and sock in w):
+                self.recv(linger)
+            if self.fd_in in r:
+                self.read_input(linger)
+            if self.up and (sock in w or sock in r):  # TLS: a write may wait for a read
+                self.send()
+            if self.fd_out in w:
+                self.write_output(linger)
+
+    def recv(self, linger: float) -> None:
+        """Everything the socket has now (TLS included), while standard output keeps up."""
+        self.read_wants_write = False
+        while not self.server_done and self.down_size < BACKLOG:
+            try:
+                n = self.sock.recv_into(self.chunk)
+            except ssl.SSLWantWriteError:
+                self.read_wants_write = True
+                return
+            except WOULD_BLOCK:
+                return
+            if not n:
+                self.finish(linger, server=True)
+                self.up.clear()  # nobody is left to read it
+                return
+            self.inbuf += self.chunk[:n]
+            self.parse(linger)
+
+    def parse(self, linger: float) -> None:
+        while not self.server_done and (got := next_frame(self.inbuf)) is not None:
+            opcode, payload = got
             if opcode in (0, 1, 2):
-                stdout.write(payload)
-                stdout.flush()
-            elif opcode == 8:
-                return 0
-            elif opcode == 9:
-                send(payload, opcode=10)
-    except EOFError:
-        return 0
+                if payload and not self.output_gone:
+                    self.down.append(memoryview(payload))
+                    self.down_size += len(payload)
+            elif opcode == 8:  # close: answer with its status code, then end
+                self.finish(linger, server=True, code=payload[:2])
+            elif opcode == 9 and not self.close_sent:
+                self.up += frame(payload, opcode=10)
+
+    def read_input(self, linger: float) -> None:
+        try:
+            n = os.readv(self.fd_in, [self.chunk])
+        except BlockingIOError:
+            return
+        if n:
+            self.up += frame(bytes(self.chunk[:n]))
+        else:
+            self.reading_input = False
+            self.finish(linger)
+
+    def send(self) -> None:
+        # from the start of `up` and never shorter than the last try: OpenSSL wants a
+        # write that had to wait repeated with the same bytes
+        try:
+            sent = self.sock.send(self.up[:CHUNK])
+        except WOULD_BLOCK:
+            return
+        del self.up[:sent]
+
+    def write_output(self, linger: float) -> None:
+        try:
+            written = os.write(self.fd_out, self.down[0])
+        except BlockingIOError:
+            return
+        except BrokenPipeError:  # ssh has gone: say goodbye to the server
+            self.down.clear()
+            self.down_size = 0
+            self.output_gone, self.reading_input = True, False
+            self.finish(linger)
+            return
+        self.down_size -= written
+        if written == len(self.down[0]):
+            self.down.popleft()
+        else:
+            self.down[0] = self.down[0][written:]
+
+    def finish(self, linger: float, *, server: bool = False, code: bytes = CLOSE_NORMAL) -> None:
+        """Start the end: send our close frame once, and stop after ``linger`` seconds in
+        which nothing moves."""
+        self.server_done = self.server_done or server
+        if not self.close_sent:
+            self.up += frame(code or CLOSE_NORMAL, opcode=8)
+            self.close_sent = True
+        if self.deadline is None:
+            self.deadline = time.monotonic() + linger
+
+
+def _fd(stream: HasFileno | int) -> int:
+    return stream if isinstance(stream, int) else stream.fileno()
+
+
+def carry(
+    sock: socket.socket,
+    stdin: HasFileno | int,
+    stdout: HasFileno | int,
+    buffered: bytes = b"",
+    *,
+    linger: float = LINGER,
+) -> int:
+    """ssh's bytes both ways until either side ends; the exit status. ``buffered``: bytes
+    of the WebSocket that came with the handshake's answer. On the end of standard input
+    it sends a close frame and waits for the server's, or for ``linger`` seconds in which
+    nothing moves."""
+    fd_in, fd_out = _fd(stdin), _fd(stdout)
+    # a pipe's write end that does not block, so that a slow reader of our output never
+    # stops the other direction; never a terminal's, whose setting the shell shares
+    was_blocking = os.get_blocking(fd_out)
+    if not os.isatty(fd_out):
+        os.set_blocking(fd_out, False)
+    try:
+        _Carrier(sock, fd_in, fd_out, buffered).run(linger)
+        status, error = 0, None
     except (OSError, ProxyError) as e:
-        print(f"gpupool-ssh-proxy: {e}", file=sys.stderr)
-        return 1
+        status, error = 1, e
+    finally:
+        os.set_blocking(fd_out, was_blocking)
+        sock.close()
+    if error is not None:  # once standard output blocks again, when it shares stderr's pipe
+        print(f"gpupool-ssh-proxy: {error}", file=sys.stderr)
+    return status
 
 
 def read_token(path: str | None) -> str:
@@ -205,16 +410,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--token-file", help="a file holding the hub token (else GPUPOOL_TOKEN)")
     p.add_argument("--key", required=True, help="the public key ssh offers (IdentityFile + .pub)")
+    p.add_argument(
+        "--cacert",
+        help="a PEM file of CA certificates to trust besides the system's, for a hub whose "
+        "certificate a site's own CA signed (SSL_CERT_FILE replaces the system's instead)",
+    )
     a = p.parse_args(argv)
     try:
         token = read_token(a.token_file)
         with open(os.path.expanduser(a.key)) as f:
             key = f.readline().strip()
-        sock, reader = handshake(a.url, token, key)
+        context = None
+        if a.cacert:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=os.path.expanduser(a.cacert))
+        sock, buffered = handshake(a.url, token, key, context=context)
     except (ProxyError, OSError) as e:
         print(f"gpupool-ssh-proxy: {e}", file=sys.stderr)
         return 1
-    return carry(sock, reader, sys.stdin.buffer, sys.stdout.buffer)
+    return carry(sock, sys.stdin.buffer, sys.stdout.buffer, buffered)
 
 
 if __name__ == "__main__":

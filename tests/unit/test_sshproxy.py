@@ -5,7 +5,11 @@ ssh, scp and sftp: tests/lab/test_ssh.py."""
 from __future__ import annotations
 
 import io
+import os
+import socket
 import struct
+import threading
+import time
 
 import pytest
 
@@ -55,23 +59,110 @@ def test_server_frames_are_read_and_bounded():
         sshproxy.read_frame(huge)
 
 
-def test_carry_answers_pings_and_ends_on_close():
-    class Sock:
-        sent = b""
+def test_frames_split_anywhere_across_reads_are_put_back_together():
+    stream = (
+        server_frame(b"SSH-2.0-OpenSSH\r\n") + server_frame(b"", 9) + server_frame(b"y" * 70_000)
+    )
+    stream += bytes([0x82, 0x85]) + b"abcd" + sshproxy._xor(b"hello", b"abcd")  # masked
+    buf, got = bytearray(), []
+    for i in range(len(stream)):  # one byte a read: every header and payload split
+        buf += stream[i : i + 1]
+        while (f := sshproxy.next_frame(buf)) is not None:
+            got.append(f)
+    assert got == [(2, b"SSH-2.0-OpenSSH\r\n"), (9, b""), (2, b"y" * 70_000), (2, b"hello")]
+    assert buf == bytearray()
+    with pytest.raises(sshproxy.ProxyError, match="at most"):  # before the payload arrives
+        sshproxy.next_frame(bytearray([0x82, 127]) + struct.pack("!Q", sshproxy.MAX_FRAME + 1))
 
-        def sendall(self, data: bytes) -> None:
-            Sock.sent += data
 
-    reader = io.BytesIO(server_frame(b"hi", 9) + server_frame(b"out") + server_frame(b"", 8))
-    out = io.BytesIO()
-    assert sshproxy.carry(Sock(), reader, io.BytesIO(b""), out) == 0  # type: ignore[arg-type]
-    assert out.getvalue() == b"out"
-    frames, rest = [], Sock.sent
-    while rest:  # the pong, and the close frame of the empty input, in either order
-        n = len(sshproxy.frame(b"hi")) if rest[0] & 0x0F == 10 else len(sshproxy.frame(b"xx"))
-        frames.append(unmask(rest[:n]))
-        rest = rest[n:]
-    assert (10, b"hi") in frames
+def bounded(call, seconds: float = 30):
+    """call() in a thread: a carry that hangs fails the test instead of hanging it."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    assert result, f"still running after {seconds} s"
+    return result[0]
+
+
+def run_carry(
+    server_sends: list[bytes], *, end_input: bool, buffered: bytes = b"", linger: float = 5.0
+) -> tuple[int, bytes, list[tuple[int, bytes]], float]:
+    """carry() between one end of a socket pair and two pipes, while the other end sends
+    ``server_sends`` one piece at a time and then reads what the client sent until the
+    client's close frame or its end. (status, output, the client's frames, seconds)."""
+    ours, theirs = socket.socketpair()
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    got: list[tuple[int, bytes]] = []
+
+    def server() -> None:
+        for piece in server_sends:
+            theirs.sendall(piece)
+            time.sleep(0.01)  # its own read on the other side
+        reader = theirs.makefile("rb")
+        try:
+            while True:
+                got.append(sshproxy.read_frame(reader))
+                if got[-1][0] == 8:
+                    return
+        except (EOFError, OSError):
+            return
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    if end_input:
+        os.close(in_w)
+    start = time.monotonic()
+    status = bounded(lambda: sshproxy.carry(ours, in_r, out_w, buffered, linger=linger))
+    seconds = time.monotonic() - start
+    thread.join(timeout=10)
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as f:
+        output = f.read()
+    os.close(in_r)
+    if not end_input:
+        os.close(in_w)
+    theirs.close()
+    return status, output, got, seconds
+
+
+def test_carry_answers_pings_and_ends_on_the_servers_close_with_its_code():
+    close = server_frame(struct.pack("!H", 1001), 8)
+    status, out, got, _ = run_carry(
+        [
+            server_frame(b"hi", 9)[:3],
+            server_frame(b"hi", 9)[3:] + server_frame(b"out")[:1],
+            server_frame(b"out")[1:] + close,
+        ],
+        end_input=False,
+    )
+    assert (status, out) == (0, b"out")
+    assert got == [(10, b"hi"), (8, struct.pack("!H", 1001))]
+
+
+def test_bytes_that_came_with_the_handshake_come_out_first():
+    x = server_frame(b"x")
+    status, out, _, _ = run_carry(
+        [x[1:] + server_frame(b" world"), server_frame(b"", 8)],
+        end_input=False,
+        buffered=server_frame(b"hello") + x[:1],  # and a frame's header, in part
+    )
+    assert (status, out) == (0, b"hellox world")
+
+
+def test_the_end_of_input_sends_a_close_and_waits_briefly_for_the_servers():
+    status, out, got, seconds = run_carry([server_frame(b"bye")], end_input=True, linger=0.3)
+    assert (status, out) == (0, b"bye")
+    assert got == [(8, struct.pack("!H", 1000))]
+    assert 0.2 < seconds < 3  # the server never answered the close
+
+
+def test_a_message_past_max_frame_ends_the_carrying_with_a_message(capsys):
+    huge = bytes([0x82, 127]) + struct.pack("!Q", sshproxy.MAX_FRAME + 1)
+    status, out, _, _ = run_carry([huge], end_input=False)
+    assert (status, out) == (1, b"")
+    assert "at most" in capsys.readouterr().err
 
 
 def test_the_token_comes_from_a_file_or_the_environment_never_empty(tmp_path, monkeypatch):
