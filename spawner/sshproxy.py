@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """``gpupool-ssh-proxy``: ssh's ProxyCommand to a gpupool server, over the hub's URL.
 
 It opens the WebSocket ``…/user/<name>/[<server>/]gpupool/ssh`` through the hub's proxy

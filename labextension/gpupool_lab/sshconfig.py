@@ -53,13 +53,19 @@ def block(*, user: str, server: str, url: str, login: str) -> str:
     host = urlsplit(url).hostname or "hub"
     what = f"{user}'s server" + (f" {server!r}" if server else "")
     proxy = f"gpupool-ssh-proxy {url.replace('%', '%%')} --token-file {TOKEN} --key {KEY}.pub"
+    u = urlsplit(url)
+    # the hub serves the proxy (gpupool.pool.pages), below its own base URL
+    download = (
+        f"{'https' if u.scheme == 'wss' else 'http'}://{u.netloc}"
+        f"{u.path.split('/user/', 1)[0]}/services/gpupool/gpupool-ssh-proxy"
+    )
     return "\n".join(
         [
             f"# gpupool: {what} (gpupool ssh-config). On this machine, once:",
             f"#   ssh-keygen -t ed25519 -N '' -f {KEY}",
             f"#   mkdir -p ~/.config/gpupool && (umask 077 && cat > {TOKEN})  # paste a hub token (the hub's Token page)",
-            "#   gpupool-ssh-proxy: pip install your site's gpupool wheel, or save gpupool/sshproxy.py",
-            "#   (standard library only) and write 'python3 sshproxy.py' for it below",
+            f"#   curl -fsS --create-dirs -o ~/.local/bin/gpupool-ssh-proxy {download}",
+            "#   chmod +x ~/.local/bin/gpupool-ssh-proxy  # on your PATH; needs python3 only",
             f"Host {alias(user, server)}",
             f"    HostName {host}",
             # each server has its own host key: known_hosts keeps it under the alias

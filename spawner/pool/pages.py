@@ -8,11 +8,13 @@ number on a page and in the API never disagree.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
+from gpupool import sshproxy
 from gpupool.catalog.units import format_mib
 from gpupool.templating import render
 
@@ -146,9 +148,22 @@ def _age(now: dt.datetime, then: dt.datetime) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min"
 
 
+class SshProxyDownload(web.RequestHandler):
+    """``gpupool-ssh-proxy`` for a user's laptop, from the hub itself (one file, Python's
+    standard library only), so connecting over SSH needs no wheel. Public: it is the
+    same code as in the package, and holds nothing of this site."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/x-python; charset=utf-8")
+        self.set_header("Content-Disposition", 'attachment; filename="gpupool-ssh-proxy"')
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(Path(sshproxy.__file__).read_bytes())
+
+
 def page_routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     base = prefix.rstrip("/")
     return [
         (rf"{base}/oauth_callback", OAuthCallback),
         (rf"{base}/usage", MyUsagePage),
+        (rf"{base}/gpupool-ssh-proxy", SshProxyDownload),
     ]

@@ -28,9 +28,10 @@ def engines_with_images(names: list[str], **kw: Any) -> Iterator[dict[str, Engin
 
 
 @contextlib.contextmanager
-def hub_on(engines: dict[str, Engine], folder: Path) -> Iterator[Hub]:
-    """A started hub whose catalog (written into ``folder``) has ``engines`` as its nodes."""
-    h = Hub(write_engine_catalog(folder, engines)).start()
+def hub_on(engines: dict[str, Engine], folder: Path, **kw: Any) -> Iterator[Hub]:
+    """A started hub whose catalog (written into ``folder``) has ``engines`` as its nodes
+    (Hub's options in ``kw``)."""
+    h = Hub(write_engine_catalog(folder, engines), **kw).start()
     try:
         yield h
     finally:
