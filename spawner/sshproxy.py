@@ -41,7 +41,8 @@ MAX_FRAME = 16 * 1024 * 1024  # bytes of one message from the server
 MAX_HEAD = 64 * 1024  # bytes of the server's answer to the upgrade, headers or body
 CHUNK = 256 * 1024  # bytes read at once from standard input or the socket
 BACKLOG = 4 * 1024 * 1024  # bytes waiting for one side before the other is read no more
-LINGER = 3.0  # seconds of silence after which the end stops waiting for the server's close
+SMALL = 4096  # bytes under which a message joins the last one waiting for standard output
+LINGER = 10.0  # seconds the end waits at most for the server's close, however busy it is
 CLOSE_NORMAL = struct.pack("!H", 1000)
 # what a non-blocking read or write says when it has to wait (TLS may need either way)
 WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -49,6 +50,14 @@ WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 class ProxyError(Exception):
     """The connection could not be made; the message says why."""
+
+
+class ProtocolError(ProxyError):
+    """The server broke RFC 6455: the connection ends with a close frame of ``code``."""
+
+    def __init__(self, message: str, code: int = 1002) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class HasFileno(Protocol):
@@ -81,10 +90,13 @@ def _xor(data: bytes, mask: bytes) -> bytes:
 def frame_length(buf: bytes | bytearray) -> int:
     """Bytes that the frame at the start of ``buf`` takes, as far as ``buf`` tells: the
     header's length while the header is incomplete, then the whole frame's. The frame is
-    complete when ``len(buf)`` reaches it; ProxyError when it would pass MAX_FRAME."""
+    complete when ``len(buf)`` reaches it; ProtocolError when it would pass MAX_FRAME, or
+    for a control frame (ping, pong, close) over 125 bytes or in pieces (RFC 6455 §5.5)."""
     if len(buf) < 2:
         return 2
     n, head = buf[1] & 0x7F, 2 + (4 if buf[1] & 0x80 else 0)
+    if buf[0] & 0x08 and (n > 125 or not buf[0] & 0x80):
+        raise ProtocolError("the server sent a control frame over 125 bytes or in pieces")
     if n >= 126:
         size = 2 if n == 126 else 8
         head += size
@@ -92,7 +104,7 @@ def frame_length(buf: bytes | bytearray) -> int:
             return head
         n = int.from_bytes(buf[2 : 2 + size], "big")
     if n > MAX_FRAME:
-        raise ProxyError(f"the server sent a message of {n} bytes (at most {MAX_FRAME})")
+        raise ProtocolError(f"the server sent a message of {n} bytes (at most {MAX_FRAME})", 1009)
     return head + n
 
 
@@ -143,11 +155,12 @@ def handshake(
         raise ProxyError(f"{url}: not a ws://, wss://, http:// or https:// URL")
     secure = u.scheme in ("wss", "https")
     port = u.port or (443 if secure else 80)
+    deadline = time.monotonic() + timeout  # for all of it: a server may trickle its answer
     try:
         sock = socket.create_connection((u.hostname, port), timeout=timeout)
         if secure:
             context = context or ssl.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=u.hostname)
+            sock = context.wrap_socket(_until(sock, deadline), server_hostname=u.hostname)
     except OSError as e:
         raise ProxyError(f"cannot reach {u.hostname}:{port}: {e}") from None
     nonce = base64.b64encode(secrets.token_bytes(16)).decode()
@@ -158,8 +171,8 @@ def handshake(
         f"Authorization: token {token}\r\n{KEY_HEADER}: {key}\r\n\r\n"
     )
     try:
-        sock.sendall(request.encode())
-        head, rest, whole = _read_head(sock)
+        _until(sock, deadline).sendall(request.encode())
+        head, rest, whole = _read_head(sock, deadline)
         lines = head.decode("latin-1").split("\r\n")
         status = lines[0].strip()
         headers: dict[str, str] = {}
@@ -168,8 +181,11 @@ def handshake(
             headers[name.strip().lower()] = value.strip()
         parts = status.split(" ", 2)
         if len(parts) < 2 or parts[1] != "101":
-            body = _read_body(sock, rest, headers.get("content-length", ""))
+            body = _read_body(sock, rest, headers.get("content-length", ""), deadline)
             raise ProxyError(f"{url} answered {_printable(status) or 'nothing'}: {_reason(body)}")
+    except TimeoutError:
+        sock.close()
+        raise ProxyError(f"{url}: the server did not answer within {timeout:g} s") from None
     except OSError as e:
         sock.close()
         raise ProxyError(f"{url}: no answer ({e})") from None
@@ -184,13 +200,22 @@ def handshake(
     return sock, rest
 
 
-def _read_head(sock: socket.socket) -> tuple[bytes, bytes, bool]:
+def _until(sock: socket.socket, deadline: float) -> socket.socket:
+    """``sock``, its timeout what is left of the time until ``deadline``."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    sock.settimeout(left)
+    return sock
+
+
+def _read_head(sock: socket.socket, deadline: float) -> tuple[bytes, bytes, bool]:
     """The answer's status line and headers, the bytes read past them, and whether the
     blank line that ends the headers came (within MAX_HEAD). Read from the socket itself,
     not a buffered file, so that nothing after the headers stays behind in a buffer."""
     buf = bytearray()
     while (end := buf.find(b"\r\n\r\n")) < 0 and len(buf) < MAX_HEAD:
-        more = sock.recv(4096)
+        more = _until(sock, deadline).recv(4096)
         if not more:
             break
         buf += more
@@ -199,12 +224,12 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes, bool]:
     return bytes(buf[:end]), bytes(buf[end + 4 :]), True
 
 
-def _read_body(sock: socket.socket, body: bytes, length: str) -> bytes:
+def _read_body(sock: socket.socket, body: bytes, length: str, deadline: float) -> bytes:
     """A refusal's body, as far as Content-Length says and MAX_HEAD allows."""
     want = min(int(length), MAX_HEAD) if re.fullmatch(r"[0-9]{1,9}", length) else 0
     data = bytearray(body[:want])
     try:
-        while len(data) < want and (more := sock.recv(want - len(data))):
+        while len(data) < want and (more := _until(sock, deadline).recv(want - len(data))):
             data += more
     except OSError:
         pass  # what came is enough to say why
@@ -234,8 +259,10 @@ class _Carrier:
         self.sock, self.fd_in, self.fd_out = sock, fd_in, fd_out
         self.inbuf = bytearray(buffered)  # from the server, not yet a whole frame
         self.up = bytearray()  # frames for the server
-        self.down: deque[memoryview] = deque()  # payloads for standard output, unjoined
+        self.down: deque[memoryview | bytearray] = deque()  # for standard output: queue_output
         self.down_size = 0
+        self.pong: bytes | None = None  # the latest ping's payload, not yet answered
+        self.error: ProtocolError | None = None
         self.reading_input = True
         self.output_gone = False
         self.close_sent = False
@@ -251,9 +278,11 @@ class _Carrier:
         while True:
             now = time.monotonic()
             if self.deadline is not None and now >= self.deadline:
-                return
+                break
             if self.server_done and not self.down and not self.up:
-                return
+                break
+            if not self.up:  # a ping's answer goes once everything before it has gone
+                self.up += self.pong_frame()
             read_sock = not self.server_done and self.down_size < BACKLOG
             rl: list[HasFileno | int] = [sock] if read_sock else []
             wl: list[HasFileno | int] = [sock] if self.up or self.read_wants_write else []
@@ -266,8 +295,6 @@ class _Carrier:
             pending = read_sock and tls and sock.pending() > 0  # type: ignore[attr-defined]
             wait = None if self.deadline is None else self.deadline - now
             r, w, _ = select.select(rl, wl, [], 0 if pending else wait)
-            if self.deadline is not None and (r or w):  # the end waits for silence only
-                self.deadline = time.monotonic() + linger
             if pending or sock in r or (self.read_wants_write and sock in w):
                 self.recv(linger)
             if self.fd_in in r:
@@ -276,6 +303,8 @@ class _Carrier:
                 self.send()
             if self.fd_out in w:
                 self.write_output(linger)
+        if self.error is not None:
+            raise self.error
 
     def recv(self, linger: float) -> None:
         """Everything the socket has now (TLS included), while standard output keeps up."""
@@ -296,16 +325,36 @@ class _Carrier:
             self.parse(linger)
 
     def parse(self, linger: float) -> None:
-        while not self.server_done and (got := next_frame(self.inbuf)) is not None:
-            opcode, payload = got
-            if opcode in (0, 1, 2):
-                if payload and not self.output_gone:
-                    self.down.append(memoryview(payload))
-                    self.down_size += len(payload)
-            elif opcode == 8:  # close: answer with its status code, then end
-                self.finish(linger, server=True, code=payload[:2])
-            elif opcode == 9 and not self.close_sent:
-                self.up += frame(payload, opcode=10)
+        try:
+            while not self.server_done and (got := next_frame(self.inbuf)) is not None:
+                opcode, payload = got
+                if opcode in (0, 1, 2):
+                    if payload and not self.output_gone:
+                        self.queue_output(payload)
+                elif opcode == 8:  # close: answer with its status code, then end
+                    self.finish(linger, server=True, code=payload[:2])
+                elif opcode == 9 and not self.close_sent:
+                    self.pong = payload  # RFC 6455 §5.5.3: answering the latest will do
+        except ProtocolError as e:  # tell the server why, and take nothing more from it
+            self.error, self.reading_input, self.down_size = e, False, 0
+            self.down.clear()
+            self.finish(linger, server=True, code=struct.pack("!H", e.code))
+
+    def queue_output(self, payload: bytes) -> None:
+        # one entry per message costs ~200 bytes: small ones share one bytearray instead
+        last = self.down[-1] if self.down else None
+        if len(payload) >= SMALL:
+            self.down.append(memoryview(payload))
+        elif isinstance(last, bytearray) and len(last) < CHUNK:
+            last += payload
+        else:
+            self.down.append(bytearray(payload))
+        self.down_size += len(payload)
+
+    def pong_frame(self) -> bytes:
+        """The answer to the latest ping, once; b"" when none waits."""
+        pong, self.pong = self.pong, None
+        return b"" if pong is None else frame(pong, opcode=10)
 
     def read_input(self, linger: float) -> None:
         try:
@@ -313,6 +362,7 @@ class _Carrier:
         except BlockingIOError:
             return
         if n:
+            self.up += self.pong_frame()  # so that a steady upload cannot hold it back
             self.up += frame(bytes(self.chunk[:n]))
         else:
             self.reading_input = False
@@ -339,16 +389,20 @@ class _Carrier:
             self.finish(linger)
             return
         self.down_size -= written
-        if written == len(self.down[0]):
+        head = self.down[0]
+        if written == len(head):
             self.down.popleft()
+        elif isinstance(head, bytearray):  # may be growing still: no view of it may stay
+            del head[:written]
         else:
-            self.down[0] = self.down[0][written:]
+            self.down[0] = head[written:]
 
     def finish(self, linger: float, *, server: bool = False, code: bytes = CLOSE_NORMAL) -> None:
-        """Start the end: send our close frame once, and stop after ``linger`` seconds in
-        which nothing moves."""
+        """Start the end: send our close frame once, and stop ``linger`` seconds later at
+        the latest, however busy the server keeps the connection."""
         self.server_done = self.server_done or server
         if not self.close_sent:
+            self.up += self.pong_frame()
             self.up += frame(code or CLOSE_NORMAL, opcode=8)
             self.close_sent = True
         if self.deadline is None:
@@ -369,8 +423,8 @@ def carry(
 ) -> int:
     """ssh's bytes both ways until either side ends; the exit status. ``buffered``: bytes
     of the WebSocket that came with the handshake's answer. On the end of standard input
-    it sends a close frame and waits for the server's, or for ``linger`` seconds in which
-    nothing moves."""
+    it sends a close frame and waits for the server's, ``linger`` seconds at most. A server
+    that breaks RFC 6455 gets a close frame with code 1002 (1009: a message too big)."""
     fd_in, fd_out = _fd(stdin), _fd(stdout)
     # a pipe's write end that does not block, so that a slow reader of our output never
     # stops the other direction; never a terminal's, whose setting the shell shares
@@ -391,8 +445,14 @@ def carry(
 
 
 def read_token(path: str | None) -> str:
+    """The hub token from the file ``path`` (mode 0600: its owner's alone), or else from
+    GPUPOOL_TOKEN."""
     if path:
-        with open(os.path.expanduser(path)) as f:
+        path = os.path.expanduser(path)
+        with open(path) as f:
+            mode = os.fstat(f.fileno()).st_mode & 0o777
+            if mode & 0o077:  # as ssh refuses a key that others may read
+                raise ProxyError(f"{path} is open to others (mode {mode:04o}): chmod 600 {path}")
             token = f.read().strip()
     else:
         token = os.environ.get("GPUPOOL_TOKEN", "").strip()

@@ -16,7 +16,7 @@ privileges, ``/etc/ld.so.preload`` naming HAMi-core for every process), and the 
 variables (``CUDA_DEVICE_*``, ``GPUPOOL_*``, the hub's ``JUPYTERHUB_*``) are set in every
 session with sshd's ``SetEnv``, so ``ssh host cmd`` is limited too.
 
-A session that carries work (ssh_activity.py: more than keepalives) counts as activity
+A session whose client sends work (ssh_activity.py: more than keepalives) counts as activity
 of the server, for the hub's idle culling and, reported to the pool with the server's
 token, for its GPU-idle culling and its dashboard. Every ``recheck_every`` seconds the
 hub is asked again whether the connection's token is still valid (not the cached answer):
@@ -43,7 +43,7 @@ from typing import Any
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web, websocket
 
-from .ssh_activity import ActivityMeter, SessionReporter
+from .ssh_activity import REPORT_GAP, ActivityMeter, SessionReporter
 
 KEY_HEADER = "X-GpuPool-SSH-Key"
 # an OpenSSH public key line: type, base64 blob, optional comment (dropped)
@@ -126,6 +126,7 @@ class SshServer:
         *,
         recheck_every: float = RECHECK_EVERY,
         report: Any = "pool",
+        report_gap: float = REPORT_GAP,
     ) -> None:
         self._home = home
         self.recheck_every = recheck_every
@@ -138,7 +139,7 @@ class SshServer:
         self.ending: set[asyncio.Task[Any]] = set()  # sshd processes being waited for
         # "pool": this server's reservation with the server's token; None: nobody
         self.reporter = SessionReporter(
-            self.sessions, **({} if report == "pool" else {"send": report})
+            self.sessions, gap=report_gap, **({} if report == "pool" else {"send": report})
         )
 
     def end(self, proc: asyncio.subprocess.Process) -> None:
@@ -346,7 +347,10 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         if self.closed:  # the client left while sshd started: nothing of it stays
             self.on_close()
             return
-        remote = self.request.headers.get("X-Forwarded-For", self.request.remote_ip)
+        # the hub's proxy appends the address it saw: the last one (those before it are
+        # what the client claimed)
+        forwarded = self.request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        remote = forwarded or self.request.remote_ip
         self.server.sessions[self.sid] = {
             "started": dt.datetime.now(dt.timezone.utc).isoformat(),
             "opened": time.monotonic(),
@@ -368,7 +372,6 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
                 chunk = await self.proc.stdout.read(CHUNK)
                 if not chunk:
                     break
-                self._mark_activity(len(chunk))
                 await self.write_message(chunk, binary=True)
         except websocket.WebSocketClosedError:
             pass
@@ -404,20 +407,21 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         if not token:
             return  # not behind a hub: jupyter-server's own token does not change
         while True:
-            await asyncio.sleep(self.server.recheck_every)
+            await asyncio.sleep(max(1.0, self.server.recheck_every))
             try:
                 who = await hub_auth.user_for_token(token, use_cache=False, sync=False)
-            except Exception as e:  # the hub is away: the session goes on
+                owner = _owner_of_server()
+                refused = (
+                    not who
+                    or (owner is not None and who.get("name") != owner)
+                    or not hub_auth.check_scopes(hub_auth.access_scopes, who)
+                )
+            except Exception as e:  # the hub is away or odd: the session goes on
                 self.log.warning(
                     "gpupool: SSH session %s: cannot recheck its token: %s", self.sid, e
                 )
                 continue
-            owner = _owner_of_server()
-            if (
-                not who
-                or (owner is not None and who.get("name") != owner)
-                or not hub_auth.check_scopes(hub_auth.access_scopes, who)
-            ):
+            if refused:
                 self.log.warning(
                     "gpupool: SSH session %s closed: the hub no longer accepts its token", self.sid
                 )
@@ -436,8 +440,7 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
 
     def on_close(self) -> None:
         self.closed = True
-        if self.server.sessions.pop(self.sid, None) is not None:
-            self.server.reporter.poke()
+        was_open = self.server.sessions.pop(self.sid, None) is not None
         for task in (self.pump, self.stderr_reader, self.rechecker):
             if task is not None and not task.done():
                 task.cancel()
@@ -447,4 +450,6 @@ class SshSocket(websocket.WebSocketHandler, JupyterHandler):
         proc, self.proc = self.proc, None
         if proc is not None:
             self.server.end(proc)
+        if was_open:  # last: nothing above waits on the pool
+            self.server.reporter.poke()
         self.log.info("gpupool: SSH session %s closed", self.sid)

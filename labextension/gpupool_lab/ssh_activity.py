@@ -7,9 +7,11 @@ content. It can by volume: an open but idle connection exchanges a keepalive now
 (sshd's ``ClientAliveInterval`` here is 30 s, clients' ``ServerAliveInterval`` is usually
 15 s or more), a handful of small messages a minute; typing a command and reading its
 output, a copy, or an editor's remote session sends more within seconds. So a session
-works when, within ``WINDOW`` seconds, it carried more than ``MESSAGES`` messages or more
-than ``BYTES`` bytes, in either direction; only then is it activity (the hub's idle
-culling through jupyter-server's last activity, and the pool's GPU-idle culling).
+works when, within ``WINDOW`` seconds, the client sent more than ``MESSAGES`` messages or
+more than ``BYTES`` bytes; only then is it activity (the hub's idle culling through
+jupyter-server's last activity, and the pool's GPU-idle culling). Only what the client
+sends counts: a forgotten ``htop`` or ``tail -f`` prints for ever, and an idle VS Code
+window's keepalives (every 5 s, both ways) would pass the bar if both directions counted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ WINDOW = 10.0  # seconds
 MESSAGES = 6  # more than this many messages in WINDOW is work
 BYTES = 2048  # or more than this many bytes
 REPORT_EVERY = 30.0  # seconds between reports while a session is open (the pool's figure)
+REPORT_GAP = 5.0  # seconds at least between two reports (they count in the user's write limit)
+MAX_SESSIONS = 32  # sessions in one report, those that worked last first (the pool's figure)
+KEPT = 64  # messages one meter remembers: past MESSAGES it is work anyway
 
 
 class ActivityMeter:
@@ -42,9 +47,9 @@ class ActivityMeter:
         now = self.clock()
         self.recent.append((now, size))
         self.total += size
-        while self.recent and now - self.recent[0][0] > WINDOW:
+        while self.recent and (now - self.recent[0][0] > WINDOW or len(self.recent) > KEPT):
             self.total -= self.recent.popleft()[1]
-        if len(self.recent) > MESSAGES or self.total > BYTES:
+        if len(self.recent) > MESSAGES or self.total > BYTES:  # (a full memory is > MESSAGES)
             self.last_work = now
             return True
         return False
@@ -65,11 +70,13 @@ class SessionReporter:
         send: Callable[[list[dict[str, Any]]], Any] | None = None,
         *,
         every: float = REPORT_EVERY,
+        gap: float = REPORT_GAP,
         log: logging.Logger | None = None,
     ) -> None:
         self.sessions = sessions
         self.send = send if send is not None else _send_to_pool()
         self.every = every
+        self.gap = gap
         self.log = log or logging.getLogger("gpupool.ssh")
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -86,7 +93,13 @@ class SessionReporter:
     def report(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         out = []
-        for sid, s in list(self.sessions.items()):
+        # the pool takes MAX_SESSIONS: those that worked last, so their work counts
+        latest = sorted(
+            self.sessions.items(),
+            key=lambda item: item[1]["meter"].last_work or float("-inf"),
+            reverse=True,
+        )
+        for sid, s in latest[:MAX_SESSIONS]:
             meter: ActivityMeter = s["meter"]
             out.append(
                 {
@@ -106,7 +119,8 @@ class SessionReporter:
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
-            await asyncio.sleep(0.5)  # sessions opening together are one report
+            # sessions opening together are one report, and reports stay REPORT_GAP apart
+            await asyncio.sleep(self.gap)
             body = self.report()
             try:
                 await loop.run_in_executor(None, self.send, body)
@@ -115,8 +129,10 @@ class SessionReporter:
                 self.failures += 1
                 if self.failures in (1, 10) or self.failures % 100 == 0:
                     self.log.warning("gpupool: reporting SSH sessions to the pool: %s", e)
-            if not body:
-                return  # the last closed; the next open starts reporting again
+            if not body and not self.sessions:
+                # the last closed (and none opened while that was said); the next open
+                # starts reporting again
+                return
 
 
 def _send_to_pool() -> Callable[[list[dict[str, Any]]], Any] | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .contract import first_problem
 from .ledger import Reservation
+from .limits import RateLimiter
 from .openapi_parts import ERR, json_answer, path_param, ref
 from .patterns import ID_RE
 from .ssh_sessions import REPORT_EVERY, SshReport, duplicate_id
@@ -23,6 +24,9 @@ def _answer(rid: str, report: SshReport | None) -> dict[str, Any]:
 
 class SshSessionsHandler(BaseHandler):
     max_body = 16 * 1024  # 32 sessions of a few fields each
+
+    def write_limiter(self) -> RateLimiter:
+        return self.ctx.ssh_limiter  # not the user's own writes
 
     async def _find(self, rid: str) -> Reservation:
         found = await self.ctx.run(self.ctx.ledger.get, rid)

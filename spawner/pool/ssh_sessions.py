@@ -17,12 +17,14 @@ keeps their own server from GPU-idle culling, as a busy loop on its GPU would.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 REPORT_EVERY = 30.0  # seconds between a server's reports while sessions are open
+REPORT_GAP = 5.0  # seconds at least between two reports of one server (the lab keeps it)
 STALE_AFTER = 4 * REPORT_EVERY  # a report older than this describes nothing any more
 MAX_SESSIONS = 32  # per report: more than anyone opens on one server
 MAX_AGE = 366 * 86400.0  # seconds: a session's age or idle time, at most
@@ -99,6 +101,13 @@ class SshSessions:
         schema by the handler: ``id``, ``from``, ``open_s``, ``idle_s``)."""
         now = self.clock()
         self._prune(now)
+        # the handler refuses NaN and Infinity; a caller that did not is cut off here
+        sessions = [
+            s
+            for s in sessions
+            if math.isfinite(float(s["open_s"]))
+            and (s.get("idle_s") is None or math.isfinite(float(s["idle_s"])))
+        ]
         kept = tuple(
             SshSession(
                 id=s["id"],

@@ -30,7 +30,7 @@ from .contract import allows
 from .ledger import Ledger, Reservation
 from .limits import DEFAULT_MAX_BODY, WRITES, RateLimiter
 from .paging import BadPage, page_of, time_page
-from .ssh_sessions import SshSessions
+from .ssh_sessions import REPORT_GAP, SshSessions
 
 T = TypeVar("T")
 
@@ -61,6 +61,12 @@ def released(found: Reservation) -> ApiError:
     )
 
 
+def _not_a_number(name: str) -> Any:
+    """JSON has no NaN or Infinity (Python's reader takes them): refused, as any bad body,
+    before a number that compares false with everything reaches a check."""
+    raise ValueError(f"{name} is not a JSON number; send a finite number")
+
+
 class PoolContext:
     """What handlers share: the catalog, the ledger, and one thread for ledger calls
     (blocking SQL stays off the event loop; one thread keeps writes in order)."""
@@ -72,6 +78,9 @@ class PoolContext:
         self.monitor: Any = None  # the health monitor (health.Monitor), set by the service
         self.trainings: Any = None  # the trainings dispatcher (trainings.dispatch), likewise
         self.ssh = SshSessions()  # what each server last reported of its SSH sessions
+        # servers' reports of their SSH sessions: bounded apart from the user's own writes,
+        # which they would otherwise spend (one every 5 s on average, 20 at once)
+        self.ssh_limiter = RateLimiter(1 / REPORT_GAP, 20)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-ledger")
         limits = catalog.pool.limits
         self.write_limiter = RateLimiter(limits.writes_per_minute / 60, limits.write_burst)
@@ -189,17 +198,21 @@ class BaseHandler(web.RequestHandler):
             and self.caller.kind == "user"
             and not self.caller.acts_for_others
         ):
-            wait = self.ctx.write_limiter.take(self.caller.name)
+            limiter = self.write_limiter()
+            wait = limiter.take(self.caller.name)
             if wait:
                 after = RateLimiter.retry_after(wait)
-                limits = self.ctx.catalog.pool.limits
                 raise ApiError(
                     429,
-                    f"too many changes: at most {limits.writes_per_minute:g} per minute "
-                    f"({limits.write_burst} at once) per user; retry in {after} s",
+                    f"too many changes: at most {limiter.rate * 60:g} per minute "
+                    f"({limiter.burst} at once) per user; retry in {after} s",
                     headers={"Retry-After": after},
                     reason="rate-limit",
                 )
+
+    def write_limiter(self) -> RateLimiter:
+        """The bucket this endpoint's writes come out of (the user's, for most)."""
+        return self.ctx.write_limiter
 
     def allowed_methods(self) -> list[str]:
         """The methods this handler answers (its class defines them), for ``Allow``."""
@@ -271,7 +284,7 @@ class BaseHandler(web.RequestHandler):
     def json_object(self) -> dict[str, Any]:
         """The request body, a JSON object; else 400 saying what it is not."""
         try:
-            data = json.loads(self.request.body or b"{}")
+            data = json.loads(self.request.body or b"{}", parse_constant=_not_a_number)
         except RecursionError:
             raise ApiError(400, "request body is not JSON: nested too deeply") from None
         except ValueError as e:  # not JSON, or not UTF-8

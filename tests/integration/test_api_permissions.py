@@ -402,6 +402,11 @@ def test_ssh_sessions_are_reported_by_the_owner_only(hub: Hub, who: Callers, cle
     for body, named in bad:
         r = call(hub, "PUT", path, who.a, json=body)
         assert r.status_code == 400 and named in r.json()["message"], (body, r.text)
+    for raw in ('{"sessions":[{"id":"abcd","open_s":5,"idle_s":NaN}]}',
+                '{"sessions":[{"id":"abcd","open_s":Infinity}]}'):  # fmt: skip
+        # Python's JSON reader takes these; NaN compares false with every bound
+        r = call(hub, "PUT", path, who.a, data=raw)
+        assert r.status_code == 400 and "finite number" in r.json()["message"], r.text
     assert call(hub, "GET", path, who.a).json()["sessions"] == [s]  # unchanged
     # the dashboard lists them with the reservation
     page = requests.get(
@@ -417,3 +422,9 @@ def test_ssh_sessions_are_reported_by_the_owner_only(hub: Hub, who: Callers, cle
     ).json()  # fmt: skip
     r = call(hub, "PUT", f"/reservations/{job['id']}/ssh", who.a, json={"sessions": []})
     assert r.status_code == 409 and "training" in r.json()["message"]
+    # a flood of reports is limited for the one who floods, apart from everyone else
+    theirs = reserve(hub, "bob", spec="cpu-1", server_name="").json()
+    codes = [call(hub, "PUT", path, who.a, json={"sessions": []}).status_code for _ in range(25)]
+    assert codes[0] == 200 and 429 in codes, codes
+    got = call(hub, "PUT", f"/reservations/{theirs['id']}/ssh", who.b, json={"sessions": [one]})
+    assert got.status_code == 200, got.text

@@ -61,6 +61,14 @@ API: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/reservations/{a}", None, OWN_A),
     ("DELETE", "/reservations/{b}", None, row(204, 404, 204, 403, 403, 404, 403, 401)),
     ("GET", "/reservations/{a}/metrics", None, OWN_A),
+    ("GET", "/reservations/{a}/ssh", None, OWN_A),
+    # the server reports its SSH sessions with its own token: the owner only
+    (
+        "PUT",
+        "/reservations/{a}/ssh",
+        {"sessions": []},
+        row(403, 200, 404, 403, 403, 200, 403, 401),
+    ),
     (
         "POST",
         "/reservations/{a}/started",
@@ -105,6 +113,8 @@ API: list[tuple[str, str, Any, dict[str, int]]] = [
 LOGIN = 302
 PAGES: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "", row(200, 200, 200, 200, 200, 200, 200, 200)),  # the service's index
+    # the SSH proxy for a laptop: public code, nothing of the site
+    ("GET", "gpupool-ssh-proxy", row(200, 200, 200, 200, 200, 200, 200, 200)),
     # pages are for people: services' and servers' tokens may not access the service
     ("GET", "usage", row(200, 200, 200, 200, 403, 403, 403, LOGIN)),
     ("GET", "admin", row(200, 403, 403, 200, 403, 403, 403, LOGIN)),

@@ -131,6 +131,15 @@ def test_scp_puts_a_file_into_the_labs_home(hub: Hub, server: dict, tmp_path: Pa
 
 
 def test_only_the_owner_with_a_live_token_gets_in(hub: Hub, server: dict) -> None:
+    # no token at all: the hub's proxy and the server answer with a login, not a session
+    bare = requests.get(
+        f"{hub.url}/user/sasha/gpupool/ssh",
+        headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                 "X-GpuPool-SSH-Key": (server["client"] / "id.pub").read_text().strip()},
+        allow_redirects=False, timeout=30,
+    )  # fmt: skip
+    assert bare.status_code in (302, 403), bare.status_code
     other = hub.user_token("mallory")
     got = ssh(hub, server, other, "server", "true")
     assert got.returncode != 0 and "403" in got.stderr, got.stderr

@@ -142,6 +142,7 @@ async def test_scp_and_sftp_carry_files_both_ways(ssh_env, tmp_path):
 )
 async def test_no_token_or_a_wrong_one_is_refused(ssh_env, token_text, want):
     (ssh_env["client"] / "bad").write_text(token_text)
+    (ssh_env["client"] / "bad").chmod(0o600)
     rc, _, err = await run("ssh", *ssh_options(ssh_env, token="bad"), "server", "true")
     assert rc != 0
     assert want in err
@@ -364,7 +365,7 @@ async def test_open_sessions_are_reported_and_closing_the_last_says_so(ssh_env, 
     """What the pool is told (PUT api/reservations/{id}/ssh, here a recorder): the session
     with where it came from and its work (the login itself is work), then none."""
     reports: list[list[dict[str, Any]]] = []
-    server = SshServer(home=ssh_env["home"], report=reports.append)
+    server = SshServer(home=ssh_env["home"], report=reports.append, report_gap=0.3)
     jp_serverapp.web_app.settings["gpupool"]["ssh"] = server
     session = await asyncio.create_subprocess_exec(
         "ssh", *ssh_options(ssh_env), "server", "sleep 3",

@@ -74,3 +74,62 @@ def test_reports_are_placed_on_the_pools_clock_and_go_stale() -> None:
     assert pool.get("r-1") is not None
     pool.report("r-1", "alice", [])
     assert pool.get("r-1") is None
+
+
+def session(last_work: float | None) -> dict:
+    meter = ActivityMeter()
+    meter.last_work = last_work
+    return {"from": "127.0.0.1", "opened": 0.0, "meter": meter}
+
+
+async def until(condition, seconds: float = 3) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within the time")
+
+
+def test_a_report_names_at_most_32_sessions_those_that_worked_last() -> None:
+    from gpupool.lab.ssh_activity import SessionReporter
+
+    sessions = {f"{i:04x}": session(float(i) if i % 2 else None) for i in range(40)}
+    body = SessionReporter(sessions, send=lambda b: None).report()
+    assert len(body) == 32
+    assert [s["id"] for s in body[:20]] == [f"{i:04x}" for i in range(39, 0, -2)]
+
+
+async def test_a_session_opened_while_the_last_close_is_told_is_reported() -> None:
+    """The pool is slow to take the empty report after the last session closed; a session
+    that opens meanwhile is reported (it was lost before: the reporter stopped)."""
+    import asyncio
+    import threading
+
+    from gpupool.lab.ssh_activity import SessionReporter
+
+    sessions: dict = {"aaaa": session(None)}
+    sent: list[list[str]] = []
+    slow = threading.Event()
+
+    def send(body: list[dict]) -> None:
+        sent.append([s["id"] for s in body])
+        if not body:
+            slow.wait(5)  # the pool takes its time with the empty report
+
+    reporter = SessionReporter(sessions, send, every=60, gap=0.05)
+    reporter.poke()
+    await until(lambda: len(sent) == 1)
+    del sessions["aaaa"]
+    reporter.poke()
+    await until(lambda: len(sent) == 2)
+    assert sent == [["aaaa"], []]
+    sessions["bbbb"] = session(None)  # opens while the empty report is under way
+    reporter.poke()
+    slow.set()
+    await until(lambda: sent[-1] == ["bbbb"])
+    del sessions["bbbb"]
+    reporter.poke()
+    await asyncio.wait_for(reporter.task, 5)  # type: ignore[arg-type]
+    assert sent[-1] == []

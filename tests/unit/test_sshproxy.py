@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -170,10 +172,22 @@ def test_the_token_comes_from_a_file_or_the_environment_never_empty(tmp_path, mo
     with pytest.raises(sshproxy.ProxyError, match="no hub token"):
         sshproxy.read_token(None)
     (tmp_path / "t").write_text("abc\n")
+    (tmp_path / "t").chmod(0o600)
     assert sshproxy.read_token(str(tmp_path / "t")) == "abc"
     monkeypatch.setenv("GPUPOOL_TOKEN", "a b")  # would break the request's header
     with pytest.raises(sshproxy.ProxyError):
         sshproxy.read_token(None)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o602, 0o700 | 0o060])
+def test_a_token_file_that_others_may_read_or_change_is_refused(tmp_path, mode):
+    path = tmp_path / "t"
+    path.write_text("abc\n")
+    path.chmod(mode)
+    with pytest.raises(sshproxy.ProxyError, match=f"chmod 600 {path}"):
+        sshproxy.read_token(str(path))
+    path.chmod(0o600)
+    assert sshproxy.read_token(str(path)) == "abc"
 
 
 def test_a_url_that_is_not_one_is_refused():
@@ -246,3 +260,153 @@ def test_a_malicious_answer_is_refused_cleanly_and_printed_harmlessly():
     text = str(e.value)
     assert "403 Forbidden" in text
     assert "\x1b" not in text and "\x07" not in text
+
+
+def test_a_control_frame_over_125_bytes_or_in_pieces_is_a_protocol_error():
+    """RFC 6455 §5.5: a ping, pong or close carries 125 bytes at most, in one frame."""
+    for bad in (server_frame(b"p" * 126, 9), bytes([0x09, 1]) + b"p", server_frame(b"c" * 200, 8)):
+        with pytest.raises(sshproxy.ProtocolError, match="control frame"):
+            sshproxy.next_frame(bytearray(bad[:4]))  # known from the header already
+    assert sshproxy.next_frame(bytearray(server_frame(b"p" * 125, 9))) == (9, b"p" * 125)
+
+
+@pytest.mark.parametrize("bad", [server_frame(b"p" * 126, 9), bytes([0x09, 1]) + b"p"])
+def test_a_protocol_error_ends_the_carrying_with_a_1002_close_and_a_message(bad, capsys):
+    sends = server_frame(b"before") + bad + server_frame(b"after") + server_frame(b"", 8)
+    status, out, got, seconds = run_carry([sends], end_input=False)
+    assert status == 1 and b"after" not in out
+    assert got == [(8, struct.pack("!H", 1002))]  # no pong: the bad ping is not answered
+    assert "control frame" in capsys.readouterr().err
+    assert seconds < 3
+
+
+def carrier(sock: socket.socket, linger: float = 0.2):
+    """A _Carrier between ``sock`` and two fresh pipes, run in a thread: (carrier, thread,
+    the write end of its input, the read end of its output)."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.set_blocking(out_w, False)  # as carry() sets it
+    c = sshproxy._Carrier(sock, in_r, out_w, b"")
+    thread = threading.Thread(target=c.run, args=(linger,), daemon=True)
+    thread.start()
+    return c, thread, in_w, out_r
+
+
+def read_exactly(fd: int, n: int, seconds: float = 20) -> bytes:
+    out, end = bytearray(), time.monotonic() + seconds
+    while len(out) < n and time.monotonic() < end:
+        out += os.read(fd, n - len(out))
+    return bytes(out)
+
+
+def test_a_server_that_pings_and_never_reads_finds_one_pong_waiting_at_most():
+    """RFC 6455 §5.5.3 lets a client answer the latest ping only: what waits for a server
+    that does not read is one pong, not one per ping (2.5 MB of them here)."""
+    ours, theirs = socket.socketpair()
+    c, thread, in_w, out_r = carrier(ours)
+    pings = b"".join(server_frame(b"%08d" % i + b"p" * 117, 9) for i in range(20_000))
+    theirs.sendall(pings + server_frame(b"end"))  # never reads a pong
+    assert read_exactly(out_r, 3) == b"end"  # every ping before it was read
+    time.sleep(0.2)
+    assert len(c.up) <= 2 + 4 + 125  # one pong frame
+    os.close(in_w)  # ssh's end: the close goes out, whoever reads it
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    for s in (ours, theirs):
+        s.close()
+
+
+def test_tiny_frames_take_little_memory_while_output_waits_and_come_out_in_order(
+    monkeypatch,
+):
+    """One-byte messages while ssh reads slowly: the proxy stops reading the connection
+    when its backlog of real bytes is full, and holds about those bytes, not 200 times
+    as much in one queue entry per message."""
+    monkeypatch.setattr(sshproxy, "BACKLOG", 64 * 1024)
+    rng = random.Random(7)
+    payloads = [rng.randbytes(5000 if i % 10_000 == 0 else 1) for i in range(150_000)]
+    data = b"".join(payloads)
+    ours, theirs = socket.socketpair()
+    c, thread, in_w, out_r = carrier(ours)
+    sender = threading.Thread(
+        target=theirs.sendall, args=(b"".join(server_frame(p) for p in payloads),), daemon=True
+    )
+    sender.start()
+    end = time.monotonic() + 10
+    while c.down_size < sshproxy.BACKLOG and time.monotonic() < end:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert sshproxy.BACKLOG <= c.down_size < sshproxy.BACKLOG + sshproxy.CHUNK
+    entries = list(c.down)  # at once (the carrier's thread runs on)
+    held = sum(sys.getsizeof(e) + (len(e) if isinstance(e, memoryview) else 0) for e in entries)
+    assert len(entries) < 50 and held < 2 * c.down_size, (len(entries), held, c.down_size)
+    assert read_exactly(out_r, len(data)) == data
+    sender.join(timeout=10)
+    os.close(in_w)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    for s in (ours, theirs):
+        s.close()
+
+
+def test_the_end_comes_linger_seconds_after_our_close_however_busy_the_server():
+    """A server that never answers our close but pings on: the proxy still ends."""
+    ours, theirs = socket.socketpair()
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.close(in_w)  # ssh has gone
+    stop = threading.Event()
+
+    def ping() -> None:
+        while not stop.is_set():
+            try:
+                theirs.sendall(server_frame(b"", 9) + server_frame(b"x"))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=ping, daemon=True).start()
+    start = time.monotonic()
+    status = bounded(lambda: sshproxy.carry(ours, in_r, out_w, linger=0.5), seconds=10)
+    seconds = time.monotonic() - start
+    stop.set()
+    assert status == 0 and 0.4 < seconds < 3
+    for fd in (in_r, out_r, out_w):
+        os.close(fd)
+    theirs.close()
+
+
+def test_a_server_that_trickles_its_answer_is_given_up_on_in_time():
+    """One byte of headers every 50 ms, never their end: the handshake's time is for all
+    of it, not for each read."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nX-Slow: ")
+                while not stop.is_set():
+                    conn.sendall(b"a")
+                    time.sleep(0.05)
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/user/a/gpupool/ssh"
+
+    def attempt() -> Exception | None:
+        try:
+            sshproxy.handshake(url, "t", "k", timeout=1)
+        except sshproxy.ProxyError as e:
+            return e
+        return None
+
+    start = time.monotonic()
+    error = bounded(attempt, seconds=10)
+    seconds = time.monotonic() - start
+    stop.set()
+    listener.close()
+    assert "did not answer within 1 s" in str(error) and seconds < 3
