@@ -37,6 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,7 @@ class SshServer:
         # the configuration holds the server's token: in a folder of this container's own,
         # not in the home volume that outlives it
         self.runtime = Path(tempfile.mkdtemp(prefix="gpupool-sshd-"))
+        weakref.finalize(self, shutil.rmtree, self.runtime, True)  # gone with the server
         self.sessions: dict[str, dict[str, Any]] = {}
         self.ending: set[asyncio.Task[Any]] = set()  # sshd processes being waited for
         # "pool": this server's reservation with the server's token; None: nobody

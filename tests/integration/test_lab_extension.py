@@ -96,6 +96,9 @@ def test_status_bar_panel_and_cli_in_a_real_lab(hub: Hub) -> None:
             expect(block).to_contain_text(
                 f"ProxyCommand gpupool-ssh-proxy {hub.url.replace('http://', 'ws://')}/user/lina/gpupool/ssh"
             )
+            expect(block).to_contain_text("/services/gpupool/gpupool-ssh-proxy")  # the download
+            block.scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "lab-3-ssh.png"))
 
             # a terminal: the CLI, and work that moves the CPU figure
             page.locator(".jp-LauncherCard[data-category=Other]", has_text="Terminal").click()
