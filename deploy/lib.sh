@@ -110,6 +110,7 @@ ensure_test_tools() {
     # SSH into a server (tests/lab/test_ssh.py): OpenSSH's server and client
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v ssh >/dev/null && command -v sftp >/dev/null || missing+=(openssh-client)
+    command -v rsync >/dev/null || missing+=(rsync)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

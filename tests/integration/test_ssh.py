@@ -154,7 +154,7 @@ def test_only_the_owner_with_a_live_token_gets_in(hub: Hub, server: dict) -> Non
     assert got.returncode == 0 and "still" in got.stdout, got.stderr
 
 
-def test_a_stripped_environment_still_gets_the_preload_and_scp_brings_files_back(
+def test_a_stripped_environment_still_gets_the_preload_and_files_come_back(
     hub: Hub, server: dict, tmp_path: Path
 ) -> None:
     """``env -i`` drops LD_PRELOAD, not /etc/ld.so.preload: the library (CI's stand-in,
@@ -170,6 +170,28 @@ def test_a_stripped_environment_still_gets_the_preload_and_scp_brings_files_back
     got = ssh(hub, server, server["token"], "server:ckpt.txt", str(back), program="scp")
     assert got.returncode == 0, got.stderr
     assert back.read_text() == "checkpoint-7\n"
+    # rsync both ways, with the server's own rsync at the other end (`rsync -e ssh`)
+    opts = ssh_options(hub, server, server["token"])
+    config = tmp_path / "ssh_config"
+    pairs = [o.split("=", 1) for o in opts[3::2]]  # after -F /dev/null: -o K=V pairs
+    config.write_text("Host server\n" + "".join(f"    {k} {v}\n" for k, v in pairs))
+    (tmp_path / "ckpt").mkdir()
+    for i in range(3):
+        (tmp_path / "ckpt" / f"step-{i}.bin").write_bytes(os.urandom(50_000))
+    rsh = f"ssh -F {config}"
+    sync = subprocess.run(
+        ["rsync", "-a", "-e", rsh, f"{tmp_path / 'ckpt'}/", "server:ckpt/"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert sync.returncode == 0, sync.stderr
+    sync = subprocess.run(
+        ["rsync", "-a", "-e", rsh, "server:ckpt/", f"{tmp_path / 'again'}/"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert sync.returncode == 0, sync.stderr
+    for i in range(3):
+        name = f"step-{i}.bin"
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "ckpt" / name).read_bytes()
 
 
 def test_a_forward_reaches_a_process_started_over_ssh(hub: Hub, server: dict) -> None:
