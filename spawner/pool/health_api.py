@@ -15,7 +15,7 @@ from gpupool.exposition import Family, render
 from .ledger import STOP_PENDING
 from .openapi_parts import AUTH_ERRORS, ERR, FLAG, json_answer, path_param, query, ref
 from .patterns import CONTAINER_ID_RE, ID_RE
-from .web import ApiError, BaseHandler, released
+from .web import ApiError, BaseHandler
 
 
 class _HealthHandler(BaseHandler):
@@ -84,11 +84,7 @@ class NodeHistoryHandler(_HealthHandler):
 
 class ReservationMetricsHandler(_HealthHandler):
     async def get(self, rid: str) -> None:
-        found = await self.ctx.run(self.ctx.ledger.get, rid)
-        if found is None or not self.caller.may_see(found.owner):
-            raise ApiError(404, f"no reservation {rid!r}")
-        if found.state != "active":
-            raise released(found)
+        found = await self.visible_reservation(rid)
         samples = list(self.monitor.history.reservations.get(rid, ()))
         self.send({"reservation": rid, "state": found.state, "samples": samples})
 

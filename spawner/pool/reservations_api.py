@@ -9,13 +9,13 @@ import re
 from typing import Any
 
 from .access import SPAWN
-from .ledger import LedgerError, Reservation
+from .ledger import LedgerError
 from .openapi_parts import AUTH_ERRORS, ERR, json_answer, path_param, query, ref
 from .paging import openapi_parameters
 from .patterns import CONTAINER_NAME_RE, ID_RE
 from .release import Refused, how_to_stop, stop_and_release, user_may_release
 from .scheduler import Rejection
-from .web import ApiError, BaseHandler, released
+from .web import ApiError, BaseHandler
 
 KINDS = ("notebook", "training", "manual")
 RESERVE_FIELDS = {"spec", "server_name", "kind", "owner", "id", "container"}
@@ -119,20 +119,12 @@ class ReservationsHandler(BaseHandler):
 
 
 class ReservationHandler(BaseHandler):
-    async def _find(self, rid: str, *, even_released: bool = False) -> Reservation:
-        found = await self.ctx.run(self.ctx.ledger.get, rid)
-        if found is None or not self.caller.may_see(found.owner):
-            raise ApiError(404, f"no reservation {rid!r}")
-        if found.state != "active" and not even_released:
-            raise released(found)
-        return found
-
     async def get(self, rid: str) -> None:
-        self.send((await self._find(rid)).to_json())
+        self.send((await self.visible_reservation(rid)).to_json())
 
     async def delete(self, rid: str) -> None:
         try:
-            found = await self._find(rid, even_released=True)
+            found = await self.visible_reservation(rid, even_released=True)
         except ApiError:
             if self.caller.acts_for_others and re.fullmatch(ID_RE, rid):
                 # the spawner frees what a cancelled start may still be reserving: a

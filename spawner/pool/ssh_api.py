@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from .contract import first_problem
-from .ledger import Reservation
 from .limits import RateLimiter
 from .openapi_parts import ERR, json_answer, path_param, ref
 from .patterns import ID_RE
 from .ssh_sessions import REPORT_EVERY, SshReport, duplicate_id
-from .web import ApiError, BaseHandler, released
+from .web import ApiError, BaseHandler
 
 
 def _answer(rid: str, report: SshReport | None) -> dict[str, Any]:
@@ -28,20 +27,12 @@ class SshSessionsHandler(BaseHandler):
     def write_limiter(self) -> RateLimiter:
         return self.ctx.ssh_limiter  # not the user's own writes
 
-    async def _find(self, rid: str) -> Reservation:
-        found = await self.ctx.run(self.ctx.ledger.get, rid)
-        if found is None or not self.caller.may_see(found.owner):
-            raise ApiError(404, f"no reservation {rid!r}")
-        if found.state != "active":
-            raise released(found)
-        return found
-
     async def get(self, rid: str) -> None:
-        await self._find(rid)
+        await self.visible_reservation(rid)
         self.send(_answer(rid, self.ctx.ssh.get(rid)))
 
     async def put(self, rid: str) -> None:
-        found = await self._find(rid)
+        found = await self.visible_reservation(rid)
         if found.owner != self.caller.name:
             raise ApiError(
                 403, "only the server's owner (its lab extension) reports its SSH sessions"

@@ -210,6 +210,16 @@ class BaseHandler(web.RequestHandler):
                     reason="rate-limit",
                 )
 
+    async def visible_reservation(self, rid: str, *, even_released: bool = False) -> Reservation:
+        """Reservation ``rid`` if the caller may see it: another user's answers 404 exactly
+        as a missing one; a released one answers the Gone 404 unless ``even_released``."""
+        found = await self.ctx.run(self.ctx.ledger.get, rid)
+        if found is None or not self.caller.may_see(found.owner):
+            raise ApiError(404, f"no reservation {rid!r}")
+        if found.state != "active" and not even_released:
+            raise released(found)
+        return found
+
     def write_limiter(self) -> RateLimiter:
         """The bucket this endpoint's writes come out of (the user's, for most)."""
         return self.ctx.write_limiter
